@@ -1,0 +1,232 @@
+"""The in-memory Dataset: interactions with dense integer ids plus optional side tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from m6bench.errors import DatasetError
+
+FeatureKind = Literal["categorical", "categorical_seq", "numeric", "numeric_seq", "text"]
+FEATURE_KINDS: tuple[str, ...] = (
+    "categorical", "categorical_seq", "numeric", "numeric_seq", "text"
+)
+
+INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "domain")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Interactions (user, item, optional rating, timestamp, domain) and side tables.
+
+    Users and items are dense indices ``0..n-1``; ``user_ids[u]`` / ``item_ids[i]`` give the
+    original tokens.  ``user_features`` and ``item_features`` have one row per user / item
+    in index order (rows of entities missing from the source table are null).  Every column
+    of a side table has a kind in ``user_feature_kinds`` / ``item_feature_kinds``.
+
+    Only entities that occur in the interactions are kept: full ranking is over the items
+    that have at least one interaction.
+    """
+
+    name: str
+    users: np.ndarray  # int64 (n_interactions,)
+    items: np.ndarray  # int64 (n_interactions,)
+    user_ids: np.ndarray  # str (n_users,)
+    item_ids: np.ndarray  # str (n_items,)
+    ratings: np.ndarray | None = None  # float32 (n_interactions,)
+    timestamps: np.ndarray | None = None  # int64 seconds (n_interactions,)
+    domains: np.ndarray | None = None  # int64 index into domain_names (n_interactions,)
+    domain_names: tuple[str, ...] = ()
+    user_features: pd.DataFrame | None = None
+    item_features: pd.DataFrame | None = None
+    user_feature_kinds: dict[str, str] = field(default_factory=dict)
+    item_feature_kinds: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    source: str = ""
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.users)
+
+    def statistics(self) -> dict[str, object]:
+        n = self.n_interactions
+        stats: dict[str, object] = {
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": n,
+            "density": n / max(1, self.n_users * self.n_items),
+        }
+        if self.domain_names:
+            stats["domains"] = list(self.domain_names)
+        if self.ratings is not None:
+            stats["rating_mean"] = float(np.mean(self.ratings)) if n else float("nan")
+        return stats
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frames(
+        cls,
+        name: str,
+        interactions: pd.DataFrame,
+        *,
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+        user_feature_kinds: dict[str, str] | None = None,
+        item_feature_kinds: dict[str, str] | None = None,
+        source: str = "",
+        fingerprint: str = "",
+    ) -> Dataset:
+        """Validate raw tables and map original ids to dense indices.
+
+        ``interactions`` needs columns ``user`` and ``item`` and may have ``rating``,
+        ``timestamp`` and ``domain``.  ``user_features`` is keyed by a ``user`` column and
+        ``item_features`` by an ``item`` column.  ``source`` names the file(s) in errors.
+        """
+        where = source or name
+        missing = [c for c in ("user", "item") if c not in interactions.columns]
+        if missing:
+            raise DatasetError(
+                f"{where}: the interactions have no {' or '.join(missing)} column "
+                f"(columns found: {', '.join(map(str, interactions.columns)) or 'none'}). "
+                "Map your columns to 'user' and 'item' (for RecBole atomic files: a header "
+                "like 'user_id:token\\titem_id:token'; for CSV: the column mapping option)."
+            )
+        if len(interactions) == 0:
+            raise DatasetError(
+                f"{where}: the interaction table is empty (a header and no rows). "
+                "A dataset needs at least one interaction; check the file is complete."
+            )
+        for column in ("user", "item"):
+            nulls = interactions[column].isna().to_numpy()
+            if nulls.any():
+                row = int(np.flatnonzero(nulls)[0])
+                raise DatasetError(
+                    f"{where}: interaction row {row + 1} has an empty {column} id. "
+                    "Every interaction needs both a user and an item; remove or fix that row."
+                )
+        user_tokens = interactions["user"].astype(str).to_numpy()
+        item_tokens = interactions["item"].astype(str).to_numpy()
+        user_index, user_ids = pd.factorize(user_tokens, sort=False)
+        item_index, item_ids = pd.factorize(item_tokens, sort=False)
+
+        ratings = _numeric_column(interactions, "rating", where, np.float32, allow_nan=False)
+        timestamps = _numeric_column(interactions, "timestamp", where, np.float64, allow_nan=False)
+        if timestamps is not None:
+            timestamps = timestamps.astype(np.int64)
+        domains = None
+        domain_names: tuple[str, ...] = ()
+        if "domain" in interactions.columns:
+            domain_index, domain_uniques = pd.factorize(
+                interactions["domain"].astype(str).to_numpy(), sort=True
+            )
+            domains = domain_index.astype(np.int64)
+            domain_names = tuple(str(d) for d in domain_uniques)
+
+        user_table = _align_side_table(user_features, "user", user_ids, where)
+        item_table = _align_side_table(item_features, "item", item_ids, where)
+        user_kinds = _check_kinds(user_table, user_feature_kinds, "user", where)
+        item_kinds = _check_kinds(item_table, item_feature_kinds, "item", where)
+
+        dataset = cls(
+            name=name,
+            users=user_index.astype(np.int64),
+            items=item_index.astype(np.int64),
+            user_ids=np.asarray(user_ids, dtype=str),
+            item_ids=np.asarray(item_ids, dtype=str),
+            ratings=ratings,
+            timestamps=timestamps,
+            domains=domains,
+            domain_names=domain_names,
+            user_features=user_table,
+            item_features=item_table,
+            user_feature_kinds=user_kinds,
+            item_feature_kinds=item_kinds,
+            source=source,
+            fingerprint=fingerprint,
+        )
+        if not fingerprint:
+            object.__setattr__(dataset, "fingerprint", content_fingerprint(dataset))
+        return dataset
+
+
+def _numeric_column(
+    frame: pd.DataFrame, column: str, where: str, dtype: type, *, allow_nan: bool
+) -> np.ndarray | None:
+    if column not in frame.columns:
+        return None
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(values)
+    if bad.any() and not allow_nan:
+        row = int(np.flatnonzero(bad)[0])
+        raw = frame[column].iloc[row]
+        raise DatasetError(
+            f"{where}: interaction row {row + 1} has {column} {raw!r}, which is not a number "
+            f"({int(bad.sum())} such rows in all). Fix or drop those rows, or leave the "
+            f"{column} column out if the data has none."
+        )
+    return values.astype(dtype)
+
+
+def _align_side_table(
+    table: pd.DataFrame | None, key: str, ids: np.ndarray, where: str
+) -> pd.DataFrame | None:
+    if table is None:
+        return None
+    if key not in table.columns:
+        raise DatasetError(
+            f"{where}: the {key} feature table has no {key!r} column to join on "
+            f"(columns found: {', '.join(map(str, table.columns))}). Name the id column {key!r}."
+        )
+    table = table.copy()
+    table[key] = table[key].astype(str)
+    table = table.drop_duplicates(subset=key, keep="first").set_index(key)
+    aligned = table.reindex(pd.Index(np.asarray(ids, dtype=str), name=key))
+    return aligned.reset_index(drop=True)
+
+
+def _check_kinds(
+    table: pd.DataFrame | None, kinds: dict[str, str] | None, side: str, where: str
+) -> dict[str, str]:
+    if table is None:
+        return {}
+    kinds = dict(kinds or {})
+    for column in table.columns:
+        if column not in kinds:
+            kinds[column] = (
+                "numeric" if pd.api.types.is_numeric_dtype(table[column]) else "categorical"
+            )
+        if kinds[column] not in FEATURE_KINDS:
+            raise DatasetError(
+                f"{where}: {side} feature {column!r} has kind {kinds[column]!r}; "
+                f"use one of {', '.join(FEATURE_KINDS)}."
+            )
+    return {c: kinds[c] for c in table.columns}
+
+
+def content_fingerprint(dataset: Dataset) -> str:
+    """sha256 over the interaction arrays, ids and side tables: equal content, equal id."""
+    digest = hashlib.sha256()
+    for array in (dataset.users, dataset.items, dataset.ratings, dataset.timestamps,
+                  dataset.domains):
+        digest.update(b"-" if array is None else np.ascontiguousarray(array).tobytes())
+    digest.update("\x1f".join(dataset.user_ids.tolist()).encode())
+    digest.update("\x1f".join(dataset.item_ids.tolist()).encode())
+    digest.update(json.dumps(list(dataset.domain_names)).encode())
+    for table in (dataset.user_features, dataset.item_features):
+        if table is not None:
+            digest.update(pd.util.hash_pandas_object(table.astype(str), index=True)
+                          .to_numpy().tobytes())
+    return digest.hexdigest()[:16]

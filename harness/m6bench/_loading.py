@@ -1,0 +1,339 @@
+"""Resolve a dataset name or path to a loader, and serve loaded datasets from an Arrow cache.
+
+Parsing MovieLens-1M takes seconds; reading it back from Arrow takes a fraction of that, and
+every run of a sweep loads the same data.  So a loader that can fingerprint its source
+cheaply (file hashes, generator parameters) gets its output cached under
+``<cache_dir>/datasets/<key>/``, keyed by the loader name, the merged options and that
+fingerprint.  Entries are written to a temporary folder and renamed into place, so a killed
+process never leaves a half-written entry that looks complete; an unreadable entry is
+ignored and rebuilt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from m6bench._dataset import Dataset
+from m6bench._specs import DatasetSpec, LoadContext
+from m6bench.errors import ConfigError, DatasetError, did_you_mean
+
+DATA_DIR_ENV = "M6BENCH_DATA_DIR"
+CACHE_DIR_ENV = "M6BENCH_CACHE_DIR"
+OFFLINE_ENV = "M6BENCH_OFFLINE"
+CACHE_FORMAT = 1
+ID_COLUMN = "__id__"  # the entity id column of a cached side table (features keep their names)
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".parquet": "csv", ".pq": "csv",
+                  ".inter": "recbole"}
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    text = value.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(
+        f"The environment variable {name}={value!r} is not a yes/no value; set it to 1 or 0."
+    )
+
+
+def default_context() -> LoadContext:
+    """The load context from the environment.
+
+    ``M6BENCH_DATA_DIR``: folder of real data (RecBole copies), or unset.
+    ``M6BENCH_CACHE_DIR``: caches (else ``$XDG_CACHE_HOME/m6bench``, else ``~/.cache/m6bench``).
+    ``M6BENCH_OFFLINE`` (else ``HF_HUB_OFFLINE``): offline unless set to 0, because the
+    machines this runs on often have no internet and a hub lookup would hang until timeout.
+    """
+    data_dir = os.environ.get(DATA_DIR_ENV) or None
+    cache_dir = os.environ.get(CACHE_DIR_ENV)
+    if not cache_dir:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".cache"
+        cache_dir = str(base / "m6bench")
+    offline = _env_flag(OFFLINE_ENV)
+    if offline is None:
+        offline = _env_flag("HF_HUB_OFFLINE")
+    return LoadContext(
+        data_dir=data_dir,
+        cache_dir=str(Path(cache_dir).expanduser()),
+        offline=True if offline is None else offline,
+    )
+
+
+# ============================================================================= resolution
+def _looks_like_path(text: str) -> bool:
+    return (
+        os.sep in text
+        or "/" in text
+        or text.startswith((".", "~"))
+        or Path(text).suffix.lower() in {*TABLE_SUFFIXES, ".zip", ".json", ".jsonl"}
+    )
+
+
+def resolve_dataset(
+    catalog: Any, name_or_path: str, options: Mapping[str, Any] | None = None
+) -> tuple[DatasetSpec, dict[str, Any]]:
+    """The loader for a registered name or an existing path, and the merged options.
+
+    A registered name wins over a same-named file.  A folder holding a ``.inter`` file is
+    read as RecBole atomic files; a ``.csv`` / ``.tsv`` / ``.parquet`` file as a table.
+    Options are merged over the loader's defaults; unknown keys are rejected so that a typo
+    never silently falls back to a default.
+    """
+    options = dict(options or {})
+    registry = catalog.datasets
+    if name_or_path in registry:
+        spec = registry.get(name_or_path)
+    else:
+        loader, path_options = _detect_path(name_or_path, registry)
+        if loader not in registry:
+            raise DatasetError(
+                f"{name_or_path} looks like a {loader} dataset, but no {loader!r} loader is "
+                "registered (is m6bench.builtin.datasets disabled?)."
+            )
+        spec = registry.get(loader)
+        options = {**path_options, **options}
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        accepted = sorted(spec.defaults)
+        hints = [did_you_mean(key, accepted, what="option").split(" Choices")[0]
+                 for key in unknown]
+        raise DatasetError(
+            f"The dataset loader {spec.name!r} takes no option "
+            f"{', '.join(map(repr, unknown))}. {' '.join(hints)} Accepted options: "
+            f"{', '.join(accepted) or 'none'} (pass them as --dataset-opt key=value)."
+        )
+    return spec, {**spec.defaults, **options}
+
+
+def _detect_path(text: str, registry: Any) -> tuple[str, dict[str, Any]]:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if any(path.glob("*.inter")):
+            return "recbole", {"path": str(path)}
+        raise DatasetError(
+            f"The folder {path} holds no .inter file, so it is not a RecBole atomic dataset. "
+            "Pass a folder with <name>.inter (and optionally .user/.item), a .csv/.tsv/.parquet "
+            f"file, or a registered dataset name ({', '.join(registry.names())})."
+        )
+    if path.is_file():
+        loader = TABLE_SUFFIXES.get(path.suffix.lower())
+        if loader is None:
+            raise DatasetError(
+                f"{path} is a file m6bench cannot read by its extension ({path.suffix or 'none'}"
+                "). Use .csv, .tsv or .parquet (or a RecBole folder); for JSON or other formats "
+                "use the hf loader: --dataset hf --dataset-opt path=json "
+                f"--dataset-opt data_files={path}."
+            )
+        return loader, {"path": str(path)}
+    if _looks_like_path(text):
+        raise DatasetError(
+            f"Missing data folder or file: {path} does not exist (looked from {Path.cwd()}). "
+            "Check the path, or use a registered dataset name: "
+            f"{', '.join(registry.names())}."
+        )
+    raise DatasetError(
+        did_you_mean(text, registry.names(), what="dataset")
+        + " A path to a RecBole folder or a .csv/.tsv/.parquet file is accepted too."
+    )
+
+
+# ============================================================================= loading
+def load_dataset(
+    catalog: Any,
+    name_or_path: str,
+    options: Mapping[str, Any] | None = None,
+    context: LoadContext | None = None,
+) -> Dataset:
+    """Load a dataset by registered name or path, through the on-disk Arrow cache.
+
+    The cache key hashes the loader name, the merged options and the loader's source
+    fingerprint, so a changed file or option misses the cache while a repeated load reads
+    Arrow without calling the loader.
+    """
+    context = context or default_context()
+    spec, merged = resolve_dataset(catalog, name_or_path, options)
+    if spec.fingerprint is None:
+        return spec.load(merged, context)
+    key = cache_key(spec.name, merged, spec.fingerprint(merged, context))
+    entry = Path(context.cache_dir) / "datasets" / key
+    cached = read_cached_dataset(entry)
+    if cached is not None:
+        return cached
+    dataset = spec.load(merged, context)
+    write_cached_dataset(entry, dataset)
+    return dataset
+
+
+def cache_key(loader: str, options: Mapping[str, Any], source_fingerprint: str) -> str:
+    blob = json.dumps(
+        {"format": CACHE_FORMAT, "loader": loader, "options": dict(options),
+         "source": source_fingerprint},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+# ============================================================================= Arrow cache
+def _interaction_columns(dataset: Dataset) -> dict[str, np.ndarray]:
+    columns = {"user": dataset.users, "item": dataset.items}
+    for name, array in (("rating", dataset.ratings), ("timestamp", dataset.timestamps),
+                        ("domain", dataset.domains)):
+        if array is not None:
+            columns[name] = array
+    return columns
+
+
+def _side_frame(ids: np.ndarray, features: pd.DataFrame | None) -> pd.DataFrame:
+    frame = pd.DataFrame({ID_COLUMN: pd.Series(ids, dtype="str")})
+    if features is not None:
+        frame = pd.concat([frame, features.reset_index(drop=True)], axis=1)
+    return frame
+
+
+@contextlib.contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """HF ``datasets`` prints a progress bar per save/load; a cache hit should be silent."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def write_cached_dataset(entry: Path, dataset: Dataset) -> None:
+    """Store ``dataset`` as Arrow (HF ``datasets``) under ``entry``; never raise for I/O.
+
+    A cache that cannot be written (read-only disk, full disk) only costs speed, so it is a
+    warning, not an error.
+    """
+    temporary: Path | None = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
+        with _quiet_progress():
+            _write_entry(temporary, dataset)
+        if entry.exists():  # an unreadable entry we are replacing
+            shutil.rmtree(entry, ignore_errors=True)
+        os.replace(temporary, entry)
+    except OSError as exc:
+        warnings.warn(
+            f"Could not write the dataset cache {entry} ({exc}); the dataset is loaded but "
+            f"will be parsed again next time. Set {CACHE_DIR_ENV} to a writable folder.",
+            stacklevel=3,
+        )
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _write_entry(folder: Path, dataset: Dataset) -> None:
+    import datasets
+
+    datasets.Dataset.from_dict(_interaction_columns(dataset)).save_to_disk(
+        str(folder / "interactions")
+    )
+    for side, ids, features in (("users", dataset.user_ids, dataset.user_features),
+                                ("items", dataset.item_ids, dataset.item_features)):
+        datasets.Dataset.from_pandas(
+            _side_frame(ids, features), preserve_index=False
+        ).save_to_disk(str(folder / side))
+    meta = {
+        "format": CACHE_FORMAT,
+        "name": dataset.name,
+        "n_interactions": dataset.n_interactions,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "domain_names": list(dataset.domain_names),
+        "user_feature_kinds": dataset.user_feature_kinds,
+        "item_feature_kinds": dataset.item_feature_kinds,
+        "has_user_features": dataset.user_features is not None,
+        "has_item_features": dataset.item_features is not None,
+        "fingerprint": dataset.fingerprint,
+        "source": dataset.source,
+    }
+    # meta.json last: its presence marks a complete entry.
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def read_cached_dataset(entry: Path) -> Dataset | None:
+    """The cached dataset under ``entry``, or None when it is absent, partial or corrupt."""
+    meta_path = entry / "meta.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        return _read_entry(entry, json.loads(meta_path.read_text()))
+    except Exception:  # any unreadable entry (bad JSON, truncated Arrow, ...) is rebuilt
+        return None
+
+
+def _arrow_table(path: Path) -> Any:
+    import datasets
+
+    with _quiet_progress():
+        return datasets.load_from_disk(str(path)).data.table
+
+
+def _read_entry(entry: Path, meta: dict[str, Any]) -> Dataset | None:
+    if meta.get("format") != CACHE_FORMAT:
+        return None
+    interactions = _arrow_table(entry / "interactions")
+    users = _arrow_table(entry / "users")
+    items = _arrow_table(entry / "items")
+    if (interactions.num_rows, users.num_rows, items.num_rows) != (
+        meta["n_interactions"], meta["n_users"], meta["n_items"]
+    ):
+        return None
+
+    def column(name: str, dtype: type) -> np.ndarray | None:
+        if name not in interactions.column_names:
+            return None
+        # Copy out of the memory map: callers may modify arrays, and the entry may be replaced.
+        return np.array(interactions.column(name).to_numpy(), dtype=dtype, copy=True)
+
+    def side(table: Any, present: bool) -> tuple[np.ndarray, pd.DataFrame | None]:
+        ids = np.asarray(table.column(ID_COLUMN).to_pylist(), dtype=str)
+        if not present:
+            return ids, None
+        frame = table.drop_columns([ID_COLUMN]).to_pandas()
+        return ids, frame
+
+    user_ids, user_features = side(users, meta["has_user_features"])
+    item_ids, item_features = side(items, meta["has_item_features"])
+    return Dataset(
+        name=meta["name"],
+        users=column("user", np.int64),
+        items=column("item", np.int64),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        ratings=column("rating", np.float32),
+        timestamps=column("timestamp", np.int64),
+        domains=column("domain", np.int64),
+        domain_names=tuple(meta["domain_names"]),
+        user_features=user_features,
+        item_features=item_features,
+        user_feature_kinds=dict(meta["user_feature_kinds"]),
+        item_feature_kinds=dict(meta["item_feature_kinds"]),
+        fingerprint=meta["fingerprint"],
+        source=meta["source"],
+    )

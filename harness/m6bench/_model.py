@@ -1,0 +1,149 @@
+"""The scoring interface every model exposes to the evaluator, and what it trains on."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+if TYPE_CHECKING:
+    from m6bench._plugins import Catalog
+
+
+@dataclass(frozen=True, eq=False)
+class TrainSet:
+    """The training part of a benchmark, resident on the run's device.
+
+    Shapes: ``users``, ``items`` are int64 ``(n_train,)``; ``ratings`` float32 ``(n_train,)``
+    or ``None``; ``matrix`` is the binary user-item training matrix as a sparse CSR tensor
+    ``(n_users, n_items)`` (duplicates removed); ``item_popularity`` float32 ``(n_items,)``
+    counts training interactions per item.  Side tables are pandas frames indexed like the
+    entities (``None`` when the dataset has none).  ``generator`` is seeded by the run.
+    """
+
+    n_users: int
+    n_items: int
+    users: torch.Tensor
+    items: torch.Tensor
+    ratings: torch.Tensor | None
+    timestamps: torch.Tensor | None
+    domains: torch.Tensor | None
+    matrix: torch.Tensor
+    item_popularity: torch.Tensor
+    user_features: pd.DataFrame | None
+    item_features: pd.DataFrame | None
+    user_feature_kinds: Mapping[str, str]
+    item_feature_kinds: Mapping[str, str]
+    item_text: list[str] | None
+    device: torch.device
+    seed: int
+    generator: torch.Generator
+    components: Catalog
+
+    @property
+    def n_interactions(self) -> int:
+        return int(self.users.numel())
+
+    def dense_matrix(self) -> torch.Tensor:
+        """The training matrix as a dense float32 tensor (for closed-form models)."""
+        return self.matrix.to_dense().to(torch.float32)
+
+    def sample_negatives(self, n: int) -> torch.Tensor:
+        """``n`` uniform random item indices (int64, on the device), from the run's generator."""
+        return torch.randint(
+            0, self.n_items, (n,), generator=self.generator, device=self.generator.device
+        ).to(self.device)
+
+    def sample_true_negatives(self, users: torch.Tensor, max_tries: int = 20) -> torch.Tensor:
+        """One item per user that the user has not interacted with in training.
+
+        Vectorised rejection sampling: resample only the rows that hit a training item,
+        for at most ``max_tries`` rounds (a user who has rated nearly every item keeps a
+        random item after that).
+        """
+        negatives = self.sample_negatives(users.numel())
+        for _ in range(max_tries):
+            clash = self.has_interaction(users, negatives)
+            n_clash = int(clash.sum())
+            if n_clash == 0:
+                break
+            negatives[clash] = self.sample_negatives(n_clash)
+        return negatives
+
+    def has_interaction(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Bool ``(N,)``: whether each (user, item) pair is in the training matrix."""
+        keys = users * self.n_items + items
+        sorted_keys = self._sorted_keys
+        position = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
+        return sorted_keys[position] == keys
+
+    @property
+    def _sorted_keys(self) -> torch.Tensor:
+        cached = self.__dict__.get("_keys")
+        if cached is None:
+            crow = self.matrix.crow_indices()
+            col = self.matrix.col_indices()
+            rows = torch.repeat_interleave(
+                torch.arange(self.n_users, device=col.device), crow[1:] - crow[:-1]
+            )
+            cached = rows * self.n_items + col  # CSR order is already sorted
+            self.__dict__["_keys"] = cached
+        return cached
+
+
+class Recommender(torch.nn.Module, abc.ABC):
+    """Base class of every model the harness trains and evaluates.
+
+    A model is built by its recipe's ``build(train, config)``.  The harness then calls
+    :meth:`fit_epoch` once (``iterative = False``: closed-form or one-pass models such as
+    EASE or ItemKNN) or once per epoch with early stopping on the benchmark's validation
+    metric (``iterative = True``), keeping the best ``state_dict``.  All state that scoring
+    needs must live in parameters or buffers so the best epoch can be restored and the model
+    saved.  Scores are higher-is-better; the evaluator masks training items itself.
+    """
+
+    iterative: ClassVar[bool] = False
+
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.n_users = train.n_users
+        self.n_items = train.n_items
+        self.config = dict(config)
+
+    @abc.abstractmethod
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        """Train for one epoch (or fit completely); return named losses for the log."""
+
+    @abc.abstractmethod
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for a batch of users: int64 ``(B,)`` -> float ``(B, n_items)``."""
+
+    def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Prediction for (user, item) pairs, ``(N,)`` each -> ``(N,)``.
+
+        For the rating task this is the predicted rating; for the binary task a logit.  The
+        default gathers from :meth:`score`; models with a rating head override it.
+        """
+        out = torch.empty(users.shape, dtype=torch.float32, device=users.device)
+        unique_users, inverse = torch.unique(users, return_inverse=True)
+        for start in range(0, unique_users.numel(), 1024):
+            batch = unique_users[start : start + 1024]
+            scores = self.score(batch)
+            take = (inverse >= start) & (inverse < start + batch.numel())
+            out[take] = scores[inverse[take] - start, items[take]].float()
+        return out
+
+    def parameter_count(self) -> int:
+        """Number of trainable parameters plus fitted buffers (EASE's item matrix counts)."""
+        params = sum(p.numel() for p in self.parameters())
+        buffers = sum(b.numel() for b in self.buffers())
+        return int(params + buffers)
+
+
+def numpy_seed_from(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)

@@ -1,0 +1,347 @@
+"""One run: resolve, prepare, train, evaluate, record.  The CLI is a thin layer over this."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from m6bench import _provenance
+from m6bench._benchmark import PreparedBenchmark, prepare_benchmark
+from m6bench._config import config_hash, read_config_file, resolve_config
+from m6bench._plugins import Catalog, load_catalog
+from m6bench._specs import BenchmarkSpec, ModelSpec
+from m6bench._train import TrainOutcome, train_model
+from m6bench.builtin.benchmarks import DEFAULT_BENCHMARK
+from m6bench.errors import ConfigError, LedgerError, M6BenchError, PluginError
+from m6bench_leaderboard import SCHEMA_VERSION, RecordError, append_record
+
+LEDGER_ENV = "M6BENCH_LEDGER"
+DEFAULT_LEDGER = Path("m6bench-runs") / "ledger.jsonl"
+PER_USER_METRICS = ("ndcg@10", "recall@10", "mrr@10")
+
+
+def default_ledger() -> Path:
+    return Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` is CUDA when available, else CPU; a named device must exist."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"--device {device!r} is not a device name; use auto, cpu or cuda:N."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} was asked for, but CUDA is not available here; "
+                          "use --device cpu or auto.")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_benchmark(
+    catalog: Catalog,
+    *,
+    benchmark: str | BenchmarkSpec | None = None,
+    dataset: str | None = None,
+    protocol: str | None = None,
+) -> tuple[BenchmarkSpec, str | None]:
+    """The benchmark to run and, when the embedded default was chosen, a note saying so."""
+    if isinstance(benchmark, BenchmarkSpec):
+        return benchmark, None
+    if benchmark is not None:
+        return catalog.benchmarks.get(benchmark), None
+    if dataset is None:
+        spec = catalog.benchmarks.get(DEFAULT_BENCHMARK)
+        if protocol is not None:
+            spec = _with_protocol(catalog, spec, protocol)
+        return spec, (f"No --dataset given: using the embedded synthetic default "
+                      f"(benchmark {spec.name!r}).")
+    if dataset in catalog.benchmarks and catalog.benchmarks.get(dataset).dataset == dataset:
+        spec = catalog.benchmarks.get(dataset)
+        return (_with_protocol(catalog, spec, protocol) if protocol else spec), None
+    name = Path(dataset).name if os.sep in dataset or Path(dataset).exists() else dataset
+    spec = BenchmarkSpec(name=name, dataset=dataset, protocol=protocol or "random",
+                         tasks=("ranking", "rating"), description=f"ad hoc: {dataset}")
+    catalog.protocols.get(spec.protocol)
+    return spec, None
+
+
+def _with_protocol(catalog: Catalog, spec: BenchmarkSpec, protocol: str) -> BenchmarkSpec:
+    from dataclasses import replace
+
+    catalog.protocols.get(protocol)
+    if protocol == spec.protocol:
+        return spec
+    return replace(spec, name=f"{spec.name}/{protocol}", protocol=protocol)
+
+
+@dataclass
+class RunRequest:
+    plugin: str
+    model: str | None = None
+    dataset: str | None = None
+    benchmark: str | BenchmarkSpec | None = None
+    protocol: str | None = None
+    seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    config_file: str | None = None
+    dataset_options: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    ledger: str | os.PathLike[str] | None = None
+    kind: str = "run"
+    sweep_id: str | None = None
+    command: Sequence[str] | None = None
+
+
+@dataclass
+class RunPlan:
+    """A run resolved but not started: everything printed before training."""
+
+    request: RunRequest
+    catalog: Catalog
+    plugin_name: str
+    model_name: str
+    model_spec: ModelSpec
+    benchmark: BenchmarkSpec
+    config: dict[str, Any]
+    device: torch.device
+    ledger: Path
+    note: str | None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        tasks = tuple(t for t in self.benchmark.tasks if t in self.model_spec.tasks)
+        if not tasks:
+            raise PluginError(
+                f"Model {self.model_name!r} supports tasks {list(self.model_spec.tasks)}, but "
+                f"benchmark {self.benchmark.name!r} pins {list(self.benchmark.tasks)}; "
+                "choose a benchmark with a task the model supports."
+            )
+        return tasks
+
+
+def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
+    """Resolve plugin, model, benchmark, config and device; raise on bad input."""
+    catalog = catalog or load_catalog()
+    model_name, model_spec = catalog.model(request.plugin, request.model)
+    benchmark, note = resolve_benchmark(catalog, benchmark=request.benchmark,
+                                        dataset=request.dataset, protocol=request.protocol)
+    if model_spec.protocols is not None and benchmark.protocol not in model_spec.protocols:
+        raise PluginError(
+            f"Model {model_name!r} supports protocols {list(model_spec.protocols)}, not "
+            f"{benchmark.protocol!r}; pick one of those with --protocol."
+        )
+    file_values = read_config_file(request.config_file) if request.config_file else None
+    config = resolve_config(model_spec.defaults, file_values=file_values,
+                            overrides=request.overrides, model_name=model_name)
+    return RunPlan(
+        request=request, catalog=catalog, plugin_name=request.plugin, model_name=model_name,
+        model_spec=model_spec, benchmark=benchmark, config=config,
+        device=resolve_device(request.device),
+        ledger=Path(request.ledger) if request.ledger else default_ledger(), note=note,
+    )
+
+
+class RunFailed(M6BenchError):
+    """A run started and failed; its record (status failed) is in the ledger."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    progress: Any = None,
+    on_epoch_end: Callable[[int, Mapping[str, float]], None] | None = None,
+    prepared: PreparedBenchmark | None = None,
+) -> dict[str, Any]:
+    """Run the plan, append its record to the ledger and return the record.
+
+    A failure after the run started is recorded with status ``failed`` (or ``pruned`` when
+    a pruner stopped it) and re-raised as :class:`RunFailed`.
+    """
+    run_id = uuid.uuid4().hex
+    started_at = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    request = plan.request
+    info = plan.catalog.plugins[plan.plugin_name]
+    record: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": "ok",
+        "error": None,
+        "kind": request.kind,
+        "sweep_id": request.sweep_id,
+        "benchmark": {"name": plan.benchmark.name, "version": plan.benchmark.version,
+                      "spec": plan.benchmark.to_dict()},
+        "plugin": {"name": info.name, "distribution": info.distribution,
+                   "version": info.version},
+        "model": plan.model_name,
+        "config": plan.config,
+        "config_hash": config_hash(plan.config),
+        "seed": int(request.seed),
+        "device": str(plan.device),
+        "metrics": {},
+        "command": list(request.command if request.command is not None else sys.argv),
+        "started_at": started_at.isoformat(),
+    }
+    hook = plan.catalog.hook
+    bench: PreparedBenchmark | None = prepared
+    outcome = TrainOutcome()
+    try:
+        seed_everything(request.seed)
+        if plan.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(plan.device)
+        if bench is None:
+            bench = prepare_benchmark(plan.catalog, plan.benchmark, seed=request.seed,
+                                      device=plan.device,
+                                      dataset_options=request.dataset_options)
+        record["dataset"] = {"name": bench.dataset.name, "fingerprint": bench.dataset.fingerprint,
+                             "statistics": bench.dataset.statistics()}
+        record["cut"] = {"protocol": bench.split.protocol, "fingerprint": bench.split.fingerprint,
+                         "sizes": bench.split.sizes()}
+        hook.m6bench_run_start(run_id=run_id, config=plan.config, benchmark=plan.benchmark)
+        seed_everything(request.seed)
+        model = plan.model_spec.build(bench.train, plan.config).to(plan.device)
+
+        def epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
+            hook.m6bench_epoch_end(run_id=run_id, epoch=epoch, metrics=metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
+
+        outcome = train_model(model, bench, plan.config, tasks=plan.tasks,
+                              on_epoch_end=epoch_end, progress=progress)
+        record["parameters"] = model.parameter_count()
+        record["metrics"] = {"valid": _clean(outcome.valid.metrics),
+                             "test": _clean(outcome.test.metrics)}
+        record["slices"] = _slices(bench, outcome)
+        record["per_user"] = _per_user(bench, outcome)
+    except BaseException as exc:
+        pruned = type(exc).__name__ == "TrialPruned"
+        record["status"] = "pruned" if pruned else "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        if not pruned and not isinstance(exc, M6BenchError):
+            record["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
+        _finish(record, plan, bench, outcome, started)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        if pruned:
+            raise
+        raise RunFailed(
+            f"Run {run_id} of {plan.plugin_name}/{plan.model_name} (distribution "
+            f"{info.distribution} {info.version}) failed: {record['error']}. The failure is "
+            f"recorded in {plan.ledger}.", record) from exc
+    _finish(record, plan, bench, outcome, started)
+    return record
+
+
+def _finish(record: dict[str, Any], plan: RunPlan, bench: PreparedBenchmark | None,
+            outcome: TrainOutcome, started: float) -> None:
+    timings = dict(bench.timings) if bench is not None else {}
+    timings.update(train=outcome.train_seconds, evaluate=outcome.evaluate_seconds,
+                   total=time.perf_counter() - started)
+    record.update(
+        curve=[_clean(row) for row in outcome.curve],
+        epochs=outcome.epochs,
+        best_epoch=outcome.best_epoch,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        peak_rss_mb=round(_provenance.peak_rss_mb(), 1),
+        peak_gpu_mb=_provenance.peak_gpu_mb(plan.device),
+        hardware=_provenance.hardware(),
+        software=_provenance.software(plan.catalog.plugins[plan.plugin_name].distribution),
+        git=_provenance.git_state(),
+        ended_at=datetime.now(timezone.utc).isoformat(),
+    )
+    plan.catalog.hook.m6bench_run_end(record=record)
+    try:
+        append_record(plan.ledger, record)
+    except RecordError as exc:
+        raise LedgerError(f"The record of run {record['run_id']} was not written to "
+                          f"{plan.ledger}: {exc}") from exc
+    except OSError as exc:
+        raise LedgerError(f"Cannot append to the ledger {plan.ledger}: {exc}. Check the path "
+                          "is writable, or pass --ledger PATH.") from exc
+
+
+def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, float):
+            out[key] = None if value != value or value in (float("inf"), float("-inf")) else value
+        else:
+            out[key] = value
+    return out
+
+
+def _per_user(bench: PreparedBenchmark, outcome: TrainOutcome) -> dict[str, Any]:
+    ranking = outcome.test.ranking if outcome.test else None
+    if ranking is None:
+        return {}
+    out: dict[str, Any] = {"users": ranking.users.tolist()}
+    for name in dict.fromkeys((*PER_USER_METRICS, bench.spec.valid_metric)):
+        if name in ranking.per_user:
+            out[name] = [round(v, 6) for v in ranking.per_user[name].tolist()]
+    return out
+
+
+def _slices(bench: PreparedBenchmark, outcome: TrainOutcome) -> dict[str, dict[str, Any]]:
+    """Test ranking metrics for slices: cold-start users (no training rows), per domain."""
+    ranking = outcome.test.ranking if outcome.test else None
+    if ranking is None or ranking.users.numel() == 0:
+        return {}
+    slices: dict[str, dict[str, Any]] = {}
+    train_counts = torch.bincount(bench.train.users.cpu(), minlength=bench.train.n_users)
+    cold = train_counts[ranking.users] == 0
+    for name, chosen in (("warm-users", ~cold), ("cold-users", cold)):
+        if 0 < int(chosen.sum()) < cold.numel() or (name == "cold-users" and bool(cold.all())):
+            slices[name] = {k: float(v[chosen].mean()) for k, v in ranking.per_user.items()
+                            if k.endswith("@10")}
+            slices[name]["users"] = int(chosen.sum())
+    return slices
+
+
+def run(
+    plugin: str,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    benchmark: str | BenchmarkSpec | None = None,
+    protocol: str | None = None,
+    seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+    config_file: str | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    ledger: str | os.PathLike[str] | None = None,
+    catalog: Catalog | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one model; append and return its ledger record (for notebooks)."""
+    request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
+                         protocol=protocol, seed=seed, overrides=dict(overrides or {}),
+                         config_file=config_file, dataset_options=dict(dataset_options or {}),
+                         device=device, ledger=ledger, command=[])
+    return execute(plan_run(request, catalog))

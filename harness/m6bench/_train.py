@@ -1,0 +1,162 @@
+"""The training loop: epochs, early stopping on the benchmark's validation metric, evaluation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from m6bench._benchmark import Part, PreparedBenchmark
+from m6bench._evaluate import (
+    RankingResult,
+    binary_metrics,
+    evaluate_ranking,
+    rating_metrics,
+)
+from m6bench._model import Recommender
+from m6bench.errors import M6BenchError
+
+
+class TrainingDiverged(M6BenchError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    ranking: RankingResult | None = None
+
+
+@dataclass
+class TrainOutcome:
+    epochs: int = 0
+    best_epoch: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    evaluate_seconds: float = 0.0
+    valid: Evaluation | None = None
+    test: Evaluation | None = None
+
+
+def evaluate_part(
+    model: Recommender,
+    bench: PreparedBenchmark,
+    part: str,
+    *,
+    tasks: tuple[str, ...],
+    batch_size: int,
+) -> Evaluation:
+    """All pinned metrics of the benchmark on ``part`` ("valid" or "test")."""
+    model.eval()
+    target: Part = bench.valid if part == "valid" else bench.test
+    masks = [bench.train.matrix] + ([bench.valid.truth] if part == "test" else [])
+    metrics: dict[str, float] = {}
+    ranking = None
+    with torch.no_grad():
+        if "ranking" in tasks and target.size:
+            ranking = evaluate_ranking(
+                model.score,
+                truth=target.truth,
+                masks=masks,
+                ks=bench.spec.ks,
+                n_items=bench.train.n_items,
+                item_popularity=bench.train.item_popularity,
+                n_train_users=bench.train.n_users,
+                candidates=bench.candidates_valid if part == "valid" else bench.candidates_test,
+                batch_size=batch_size,
+                device=bench.device,
+            )
+            metrics.update(ranking.means())
+        if target.ratings is not None and target.size and ({"rating", "binary"} & set(tasks)):
+            predicted = model.predict(target.users, target.items)
+            if "rating" in tasks:
+                metrics.update(rating_metrics(predicted, target.ratings))
+            if "binary" in tasks:
+                threshold = bench.spec.rating_threshold or 4.0
+                metrics.update(binary_metrics(predicted - threshold, target.ratings >= threshold))
+    return Evaluation(metrics, ranking)
+
+
+def train_model(
+    model: Recommender,
+    bench: PreparedBenchmark,
+    config: Mapping[str, Any],
+    *,
+    tasks: tuple[str, ...],
+    on_epoch_end: Callable[[int, Mapping[str, float]], None] = lambda epoch, metrics: None,
+    progress: Any = None,
+) -> TrainOutcome:
+    """Fit ``model`` (with early stopping when it is iterative), then evaluate valid and test.
+
+    The validation metric is the benchmark's ``valid_metric`` (higher is better; for
+    rating-only benchmarks ``rmse``, lower is better).  The weights of the best validation
+    epoch are restored before the final evaluation.
+    """
+    outcome = TrainOutcome()
+    metric = bench.spec.valid_metric if "ranking" in tasks else "rmse"
+    lower_is_better = metric in ("rmse", "mae", "logloss")
+    batch_size = int(config["eval_batch_size"])
+    max_epochs = int(config["epochs"]) if model.iterative else 1
+    patience = int(config["patience"])
+    eval_every = max(1, int(config["eval_every"]))
+
+    best_value = math.inf if lower_is_better else -math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    task = progress.add_task("train", total=max_epochs) if progress is not None else None
+    with progress if progress is not None else nullcontext():
+        for epoch in range(1, max_epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            losses = dict(model.fit_epoch(bench.train, epoch))
+            outcome.train_seconds += time.perf_counter() - started
+            outcome.epochs = epoch
+            for name, value in losses.items():
+                if not math.isfinite(float(value)):
+                    raise TrainingDiverged(
+                        f"The {name} loss became {value} at epoch {epoch}; the model diverged. "
+                        "Lower the learning rate (--set lr=...) or raise regularisation."
+                    )
+            row: dict[str, Any] = {"epoch": epoch, **{k: float(v) for k, v in losses.items()}}
+            evaluate_now = model.iterative and (epoch % eval_every == 0 or epoch == max_epochs)
+            if evaluate_now:
+                started = time.perf_counter()
+                valid = evaluate_part(model, bench, "valid", tasks=tasks, batch_size=batch_size)
+                outcome.evaluate_seconds += time.perf_counter() - started
+                value = valid.metrics.get(metric, math.nan)
+                row[f"valid/{metric}"] = value
+                improved = (value < best_value) if lower_is_better else (value > best_value)
+                if improved:
+                    best_value, outcome.best_epoch, stale = value, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+            outcome.curve.append(row)
+            on_epoch_end(epoch, {k: v for k, v in row.items() if k != "epoch"})
+            if progress is not None:
+                progress.update(task, advance=1, description=_describe(row, metric))
+            if evaluate_now and stale >= patience:
+                break
+        if progress is not None:
+            progress.update(task, total=outcome.epochs, completed=outcome.epochs)
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        outcome.best_epoch = outcome.epochs
+    started = time.perf_counter()
+    outcome.valid = evaluate_part(model, bench, "valid", tasks=tasks, batch_size=batch_size)
+    outcome.test = evaluate_part(model, bench, "test", tasks=tasks, batch_size=batch_size)
+    outcome.evaluate_seconds += time.perf_counter() - started
+    return outcome
+
+
+def _describe(row: Mapping[str, Any], metric: str) -> str:
+    parts = [f"epoch {row['epoch']}"]
+    parts += [f"{k} {v:.4f}" for k, v in row.items() if k != "epoch" and isinstance(v, float)]
+    return " | ".join(parts)

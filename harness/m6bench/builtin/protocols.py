@@ -1,0 +1,26 @@
+"""The built-in protocols, registered through the same hook third-party plugins use."""
+
+from __future__ import annotations
+
+from m6bench import _protocols
+from m6bench._specs import ProtocolSpec
+from m6bench.hookspecs import hookimpl
+
+
+@hookimpl
+def m6bench_register_protocols(register):
+    ratios = {"ratios": [0.8, 0.1, 0.1]}
+    register(ProtocolSpec("random", _protocols.random_split,
+                          "per-user random ratio split (RecBole's RS, default 8:1:1)", ratios))
+    register(ProtocolSpec("loo", _protocols.leave_one_out,
+                          "leave-one-out by time: each user's last interaction is test, the "
+                          "one before valid"))
+    register(ProtocolSpec("temporal", _protocols.temporal_split,
+                          "global temporal cut: earliest 80% train, next 10% valid, last 10% "
+                          "test", ratios))
+    register(ProtocolSpec("cold-users", _protocols.cold_users,
+                          "10% / 10% of users held out entirely for valid / test",
+                          {"ratios": [0.8, 0.1, 0.1]}))
+    register(ProtocolSpec("cold-items", _protocols.cold_items,
+                          "10% / 10% of items held out entirely for valid / test",
+                          {"ratios": [0.8, 0.1, 0.1]}))

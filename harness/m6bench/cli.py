@@ -1,0 +1,159 @@
+"""The ``m6bench`` command line: a thin layer over :mod:`m6bench`'s Python API."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from m6bench._config import parse_assignments
+from m6bench._plugins import Catalog, PluginFailureWarning, load_catalog
+from m6bench.errors import M6BenchError
+
+
+def _catalog() -> Catalog:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginFailureWarning)
+        catalog = load_catalog()
+    for info in catalog.failures:
+        first = (info.error or "").splitlines()[0]
+        click.secho(f"warning: plugin {info.name!r} ({info.distribution} {info.version}) "
+                    f"failed and was skipped: {first}", fg="yellow", err=True)
+    return catalog
+
+
+class FriendlyGroup(click.Group):
+    """Prints M6BenchError messages as one paragraph, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except M6BenchError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2 if type(exc).__name__ != "RunFailed" else 1)
+
+
+@click.group(cls=FriendlyGroup)
+@click.version_option(package_name="m6bench")
+def main() -> None:
+    """m6bench: fair, fast, reproducible benchmarks of recommender models."""
+
+
+def _results_table(record: dict[str, Any]) -> str:
+    valid, test = record["metrics"].get("valid", {}), record["metrics"].get("test", {})
+    names = [n for n in test if not n.startswith(("coverage", "novelty", "gini"))]
+    names += [n for n in test if n.startswith(("coverage", "novelty", "gini"))]
+    rows = [[n, valid.get(n), test.get(n)] for n in names]
+    return tabulate(rows, headers=["metric", "valid", "test"], floatfmt=".4f", tablefmt="github")
+
+
+@main.command()
+@click.option("--plugin", required=True, help="Plugin name (see `m6bench plugins`).")
+@click.option("--model", default=None, help="Model of the plugin (default: its default model).")
+@click.option("--dataset", default=None,
+              help="Dataset name or path (default: the embedded synthetic dataset).")
+@click.option("--dataset-opt", "dataset_opts", multiple=True, metavar="KEY=VALUE",
+              help="Loader option, e.g. --dataset-opt archive=ml-100k.zip.")
+@click.option("--benchmark", default=None,
+              help="A registered benchmark (see `m6bench benchmarks`).")
+@click.option("--protocol", default=None, help="random, loo, temporal, cold-users, cold-items.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set lr=0.01 --set epochs=50.")
+@click.option("--config", "config_file", default=None, help="A TOML file of config keys.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--ledger", default=None, help="Ledger file (default m6bench-runs/ledger.jsonl "
+              "or $M6BENCH_LEDGER).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON at the end.")
+def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple[str, ...],
+        benchmark: str | None, protocol: str | None, seed: int, assignments: tuple[str, ...],
+        config_file: str | None, device: str, ledger: str | None, quiet: bool,
+        as_json: bool) -> None:
+    """Train and evaluate one model on one benchmark, and record the run."""
+    from m6bench._run import RunRequest, execute, plan_run
+
+    request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
+                         protocol=protocol, seed=seed, overrides=parse_assignments(assignments),
+                         config_file=config_file,
+                         dataset_options=parse_assignments(dataset_opts), device=device,
+                         ledger=ledger, command=sys.argv)
+    plan = plan_run(request, _catalog())
+    if plan.note:
+        click.echo(plan.note)
+    click.echo(f"plugin {plan.plugin_name} | model {plan.model_name} | benchmark "
+               f"{plan.benchmark.name} ({plan.benchmark.protocol}, version "
+               f"{plan.benchmark.version}) | seed {seed} | device {plan.device}")
+    click.echo("config: " + json.dumps(plan.config, sort_keys=True))
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                            transient=True)
+    record = execute(plan, progress=progress)
+    stats = record["dataset"]["statistics"]
+    click.echo(f"dataset {record['dataset']['name']}: {stats['users']} users, {stats['items']} "
+               f"items, {stats['interactions']} interactions; split {record['cut']['sizes']}")
+    click.echo(f"epochs {record['epochs']} (best {record['best_epoch']}), train "
+               f"{record['timings']['train']:.2f}s, evaluate {record['timings']['evaluate']:.2f}s")
+    click.echo(_results_table(record))
+    click.echo(f"recorded run {record['run_id']} in {plan.ledger}")
+    if as_json:
+        click.echo(json.dumps(record, sort_keys=True))
+
+
+@main.command()
+def plugins() -> None:
+    """List plugins: name, distribution, version, hooks, and what each registers."""
+    catalog = _catalog()
+    rows = []
+    for info in catalog.plugins.values():
+        provides = []
+        for family in ("datasets", "protocols", "benchmarks", "encoders", "fusions", "heads",
+                       "models"):
+            owned = [e.name for e in getattr(catalog, family).by_plugin(info.name)]
+            if owned:
+                provides.append(f"{family}: {', '.join(owned)}")
+        rows.append([info.name, info.distribution, info.version,
+                     "FAILED: " + (info.error or "").splitlines()[0] if info.error
+                     else "; ".join(provides)])
+    click.echo(tabulate(rows, headers=["plugin", "distribution", "version", "registers"],
+                        tablefmt="github"))
+
+
+@main.command()
+def models() -> None:
+    """List models with their plugin, tasks and default config."""
+    catalog = _catalog()
+    rows = [[e.plugin, e.name + (" (default)" if e.value.default else ""),
+             ",".join(e.value.tasks), e.value.description] for e in catalog.models]
+    click.echo(tabulate(rows, headers=["plugin", "model", "tasks", "description"],
+                        tablefmt="github"))
+
+
+@main.command()
+def datasets() -> None:
+    """List dataset loaders."""
+    catalog = _catalog()
+    rows = [[e.name, e.plugin, e.value.description] for e in catalog.datasets]
+    click.echo(tabulate(rows, headers=["dataset", "plugin", "description"], tablefmt="github"))
+    click.echo("A folder of RecBole atomic files or a CSV/TSV/Parquet file path works too.")
+
+
+@main.command()
+def benchmarks() -> None:
+    """List registered benchmarks with their version hashes."""
+    catalog = _catalog()
+    rows = [[e.name, e.value.version, e.value.dataset, e.value.protocol, ",".join(e.value.tasks),
+             e.value.valid_metric] for e in catalog.benchmarks]
+    click.echo(tabulate(rows, headers=["benchmark", "version", "dataset", "protocol", "tasks",
+                                       "valid metric"], tablefmt="github"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Hook specifications: everything a plugin can implement, in the order the hooks fire.
+
+A plugin is a module (or object) with functions marked ``@m6bench.hookimpl`` whose names
+are the hooks below; it is found through the ``m6bench`` entry-point group.  Registration
+hooks receive a ``register`` callback: call it once per thing you provide.  The host
+validates what you register, rejects a name another plugin already took (naming both), and
+owns lookups.  Registration hooks fire once per plugin manager, when the catalog is built;
+lifecycle hooks fire during every run, and their return values are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from m6bench._specs import BenchmarkSpec, ComponentSpec, DatasetSpec, ModelSpec, ProtocolSpec
+
+PROJECT = "m6bench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------- data
+@hookspec
+def m6bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register dataset loaders.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(DatasetSpec(name=..., load=..., fingerprint=...))``
+        for each loader.  ``load(options, context)`` returns an ``m6bench.Dataset``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def m6bench_register_protocols(register: Callable[[ProtocolSpec], None]) -> None:
+    """Register train/valid/test protocols.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(ProtocolSpec(name=..., cut=...))`` for each protocol.
+        ``cut(dataset, seed, options)`` returns an ``m6bench.Split`` and must be
+        deterministic given the seed.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def m6bench_register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> None:
+    """Register named benchmarks (dataset + protocol + tasks + metrics, pinned).
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(BenchmarkSpec(name=..., dataset=..., ...))``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- components
+@hookspec
+def m6bench_register_encoders(register: Callable[[ComponentSpec], None]) -> None:
+    """Register encoders: an entity or modality -> vectors (ids, categorical, numeric, text).
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(ComponentSpec(family="encoder", name=..., build=...))``.
+        ``build(**params)`` returns a ``torch.nn.Module`` mapping a batch to ``(B, dim)``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def m6bench_register_fusions(register: Callable[[ComponentSpec], None]) -> None:
+    """Register fusions: several vectors -> a joint representation or a score.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(ComponentSpec(family="fusion", name=..., build=...))``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def m6bench_register_heads(register: Callable[[ComponentSpec], None]) -> None:
+    """Register task heads: joint representation -> predictions and a loss for one task.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(ComponentSpec(family="head", name=..., build=...))``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- models
+@hookspec
+def m6bench_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register model recipes: components, defaults, search space, supported tasks.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(ModelSpec(name=..., build=..., defaults=...))`` for
+        each model; mark one ``default=True`` if the plugin registers several.
+    :return: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- lifecycle
+@hookspec
+def m6bench_run_start(run_id: str, config: Mapping[str, Any], benchmark: BenchmarkSpec) -> None:
+    """A run is about to train.
+
+    :param run_id: the id its ledger record will carry.
+    :param config: the fully resolved configuration (model and training keys).
+    :param benchmark: the benchmark it runs on.
+    :return: nothing; the return value is ignored.
+    """
+
+
+@hookspec
+def m6bench_epoch_end(run_id: str, epoch: int, metrics: Mapping[str, float]) -> None:
+    """An epoch of an iterative model finished.
+
+    :param run_id: the run.
+    :param epoch: 1-based epoch number.
+    :param metrics: the epoch's losses and, on evaluation epochs, the validation metrics
+        (keys ``valid/<metric>``).  Sweeps use this to report to Optuna's pruner.
+    :return: nothing; the return value is ignored.  Raising ``optuna.TrialPruned`` stops
+        the run (it is recorded as pruned).
+    """
+
+
+@hookspec
+def m6bench_run_end(record: Mapping[str, Any]) -> None:
+    """A run finished (ok or failed) and its record was built.
+
+    Called before the record is appended to the ledger.
+
+    :param record: the ledger record (see ``m6bench_leaderboard.schema``).
+    :return: nothing; the return value is ignored.
+    """

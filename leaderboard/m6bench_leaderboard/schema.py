@@ -1,0 +1,118 @@
+"""The ledger record: one JSON object per run, schema-versioned, every key documented."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+SCHEMA_VERSION = 1
+
+
+class RecordError(ValueError):
+    """A record does not follow the schema, or holds a value JSON cannot represent."""
+
+
+class RunRecord(TypedDict, total=False):
+    """One run of (benchmark, plugin, model, config, seed), with full provenance.
+
+    Required keys are checked by :func:`validate_record`; the rest are present when known.
+    """
+
+    schema_version: int  # SCHEMA_VERSION of the writer
+    run_id: str  # unique id (uuid4 hex)
+    status: str  # "ok" | "failed" | "pruned"
+    error: str | None  # "ExceptionType: message" when status is failed
+    kind: str  # "run" | "trial" | "final"
+    sweep_id: str | None  # the sweep a trial or final run belongs to
+    benchmark: dict[str, Any]  # name, version (hash of the contract), spec (the contract)
+    dataset: dict[str, Any]  # name, fingerprint, statistics
+    cut: dict[str, Any]  # protocol, fingerprint, sizes of train/valid/test
+    plugin: dict[str, Any]  # name, distribution, version
+    model: str  # model name within the plugin
+    config: dict[str, Any]  # fully resolved configuration
+    config_hash: str  # sha256 prefix of the sorted config JSON
+    seed: int
+    device: str  # e.g. "cpu", "cuda:0"
+    metrics: dict[str, dict[str, float | None]]  # {"valid": {...}, "test": {...}}
+    slices: dict[str, dict[str, float | None]]  # per slice name: test metrics
+    per_user: dict[str, Any]  # {"users": [...], "<metric>": [...]} test values per user
+    curve: list[dict[str, float | int | None]]  # per epoch: epoch, losses, valid metric
+    epochs: int  # epochs trained
+    best_epoch: int  # epoch whose weights were evaluated
+    timings: dict[str, float]  # seconds per phase: load, cut, train, evaluate, total
+    peak_rss_mb: float  # peak resident memory of the process
+    peak_gpu_mb: float | None  # peak CUDA memory allocated, None on CPU
+    parameters: int  # trainable parameters plus fitted buffers
+    hardware: dict[str, Any]  # cpu, cores, gpu, driver
+    software: dict[str, Any]  # python, torch, cuda, m6bench and plugin versions, platform
+    git: dict[str, Any]  # commit, dirty
+    command: list[str]  # the exact command line (argv)
+    started_at: str  # ISO 8601 UTC
+    ended_at: str  # ISO 8601 UTC
+
+
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "run_id": str,
+    "status": str,
+    "benchmark": dict,
+    "plugin": dict,
+    "model": str,
+    "config": dict,
+    "seed": int,
+    "metrics": dict,
+    "started_at": str,
+}
+STATUSES = ("ok", "failed", "pruned")
+
+
+def _check_json(value: Any, path: str) -> None:
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise RecordError(
+                f"record key {path} is {value}, which JSON cannot hold; store None instead."
+            )
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RecordError(f"record key {path} has a non-string key {key!r}.")
+            _check_json(item, f"{path}.{key}")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]")
+        return
+    raise RecordError(
+        f"record key {path} holds a {type(value).__name__} ({value!r:.60}), which is not "
+        "JSON; convert it to a string, number, list or dict before recording."
+    )
+
+
+def validate_record(record: Mapping[str, Any]) -> None:
+    """Raise :class:`RecordError` naming the key when ``record`` breaks the schema."""
+    for key, kind in REQUIRED.items():
+        if key not in record:
+            raise RecordError(f"record has no {key!r} key; every record needs {sorted(REQUIRED)}.")
+        if not isinstance(record[key], kind) or (kind is int and isinstance(record[key], bool)):
+            raise RecordError(
+                f"record key {key!r} is a {type(record[key]).__name__}, expected {kind}."
+            )
+    if record["status"] not in STATUSES:
+        raise RecordError(f"record status {record['status']!r} is not one of {STATUSES}.")
+    if record["schema_version"] > SCHEMA_VERSION:
+        raise RecordError(
+            f"record schema_version {record['schema_version']} is newer than this reader "
+            f"({SCHEMA_VERSION}); upgrade m6bench."
+        )
+    _check_json(dict(record), "record")
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    """One line of JSON (no newline inside), after validation."""
+    validate_record(record)
+    return json.dumps(dict(record), separators=(",", ":"), sort_keys=True, allow_nan=False)

@@ -1,0 +1,55 @@
+"""EASE: a closed-form linear item-item autoencoder."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from m6bench import Recommender, TrainSet
+from m6bench_classic._sparse import dense_rows, float_csr, transpose_csr
+
+
+def ease_weights(user_item: torch.Tensor, l2: float) -> torch.Tensor:
+    """EASE's item-item matrix ``B`` for a sparse CSR ``(n_users, n_items)`` training matrix.
+
+    ``P = (X^T X + l2 I)^-1``, ``B = I - P diag(1 / diag(P))``, i.e. ``B_ij = -P_ij / P_jj``
+    off the diagonal and ``B_jj = 0`` (Steck 2019, eq. 8).  The Gram matrix comes from a
+    sparse-sparse product; the inverse is taken in float64 (the Gram matrix of a large,
+    lightly regularised catalogue is badly conditioned in float32), the result is float32
+    ``(n_items, n_items)``.
+    """
+    gram = torch.sparse.mm(transpose_csr(user_item), user_item).to_dense().to(torch.float64)
+    gram.diagonal().add_(l2)
+    precision = torch.linalg.inv(gram)
+    weights = precision / (-precision.diagonal()).unsqueeze(0)
+    weights.diagonal().zero_()
+    del gram, precision
+    return weights.to(torch.float32)
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow Autoencoder.
+
+    Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.  Learns an item-item
+    matrix ``B`` with zero diagonal minimising ``|X - X B|^2 + l2 |B|^2`` in closed form.
+    Shapes: buffer ``item_weights`` float32 ``(n_items, n_items)`` (saved and restored with the
+    state dict); :meth:`score` maps users ``(B,)`` to ``history (B, n_items) @ item_weights``.
+    """
+
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        self.l2 = float(config["l2"])
+        # The user histories are training data, not fitted state: kept out of the state dict.
+        self.history = float_csr(train.matrix)
+        self.register_buffer("item_weights", torch.zeros(train.n_items, train.n_items,
+                                                         dtype=torch.float32,
+                                                         device=train.device))
+
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        self.item_weights.copy_(ease_weights(self.history, self.l2))
+        return {}
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return dense_rows(self.history, users) @ self.item_weights
