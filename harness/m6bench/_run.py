@@ -212,14 +212,13 @@ def execute(
     hook = plan.catalog.hook
     bench: PreparedBenchmark | None = prepared
     outcome = TrainOutcome()
+    if plan.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(plan.device)
+    if bench is None:
+        # bad data is the user's input, not a run failure: it raises before anything is recorded
+        bench = prepare_benchmark(plan.catalog, plan.benchmark, seed=request.seed,
+                                  device=plan.device, dataset_options=request.dataset_options)
     try:
-        seed_everything(request.seed)
-        if plan.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(plan.device)
-        if bench is None:
-            bench = prepare_benchmark(plan.catalog, plan.benchmark, seed=request.seed,
-                                      device=plan.device,
-                                      dataset_options=request.dataset_options)
         record["dataset"] = {"name": bench.dataset.name, "fingerprint": bench.dataset.fingerprint,
                              "statistics": bench.dataset.statistics()}
         record["cut"] = {"protocol": bench.split.protocol, "fingerprint": bench.split.fingerprint,
@@ -233,8 +232,8 @@ def execute(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, metrics)
 
-        outcome = train_model(model, bench, plan.config, tasks=plan.tasks,
-                              on_epoch_end=epoch_end, progress=progress)
+        train_model(model, bench, plan.config, tasks=plan.tasks, on_epoch_end=epoch_end,
+                    progress=progress, outcome=outcome)
         record["parameters"] = model.parameter_count()
         record["metrics"] = {"valid": _clean(outcome.valid.metrics),
                              "test": _clean(outcome.test.metrics)}

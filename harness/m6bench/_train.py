@@ -90,14 +90,16 @@ def train_model(
     tasks: tuple[str, ...],
     on_epoch_end: Callable[[int, Mapping[str, float]], None] = lambda epoch, metrics: None,
     progress: Any = None,
+    outcome: TrainOutcome | None = None,
 ) -> TrainOutcome:
     """Fit ``model`` (with early stopping when it is iterative), then evaluate valid and test.
 
     The validation metric is the benchmark's ``valid_metric`` (higher is better; for
     rating-only benchmarks ``rmse``, lower is better).  The weights of the best validation
-    epoch are restored before the final evaluation.
+    epoch are restored before the final evaluation.  ``outcome`` is filled in place, so a
+    caller still sees the epochs and curve when training raises.
     """
-    outcome = TrainOutcome()
+    outcome = outcome if outcome is not None else TrainOutcome()
     metric = bench.spec.valid_metric if "ranking" in tasks else "rmse"
     lower_is_better = metric in ("rmse", "mae", "logloss")
     batch_size = int(config["eval_batch_size"])

