@@ -463,6 +463,7 @@ def test_ml100k_from_local_archive(catalog, context, tmp_path):
     archive = build_ml100k_zip(tmp_path / "my-ml-100k.zip")
     dataset = load_dataset(catalog, "ml-100k", {"archive": str(archive)}, context=context)
     check_ml100k_contents(dataset)
+    check_ml100k_contents(load_dataset(catalog, str(archive), context=context))  # detected
     with pytest.raises(DatasetError, match=r"Missing data file.*nope\.zip"):
         load_dataset(catalog, "ml-100k", {"archive": str(tmp_path / "nope.zip")},
                      context=context)
@@ -717,6 +718,14 @@ def test_bad_header_type_is_named(catalog, context, tmp_path):
     folder = tmp_path / "bad"
     write_atomic(folder, "bad", "inter", ["user_id:token", "item_id:int"], [["1", "2"]])
     with pytest.raises(DatasetError, match=r"header field 2 is 'item_id:int'"):
+        load_dataset(catalog, str(folder), context=context)
+
+
+def test_malformed_line_names_file_and_line(catalog, context, tmp_path):
+    folder = tmp_path / "ragged"
+    (folder).mkdir()
+    (folder / "ragged.inter").write_text("user_id:token\titem_id:token\na\tb\na\tb\tc\n")
+    with pytest.raises(DatasetError, match=r"ragged\.inter could not be parsed.*line 3, saw 3"):
         load_dataset(catalog, str(folder), context=context)
 
 

@@ -109,8 +109,9 @@ def test_validation_catches_injected_faults():
     frame = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "x", "x", "y"]})
     duplicated = Dataset.from_frames("dup", frame)
     with pytest.raises(ProtocolError, match="is in train and test"):
-        validate_split(duplicated, replace(split, train=np.array([0, 2, 3]), valid=np.array([], int),
-                                           test=np.array([1])), "broken")
+        validate_split(duplicated, replace(split, train=np.array([0, 2, 3]),
+                                           valid=np.array([], int), test=np.array([1])),
+                       "broken")
 
 
 def test_timestamps_required_for_time_protocols():

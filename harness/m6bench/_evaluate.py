@@ -71,17 +71,17 @@ def ranking_metrics(
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices ``(B, k)`` of the highest scores, ties broken by the lower index.
 
-    ``torch.topk`` does not promise an order among equal scores, so rows with a tie inside
-    the top-k or at its boundary are re-ranked with a stable sort (rare for learned scores,
-    common for counts such as popularity).
+    ``torch.topk`` does not promise an order among equal scores.  Taking one extra rank
+    shows every tie that matters (two equal neighbours inside the list, or the k-th equal to
+    the (k+1)-th across its boundary); only those rows are re-ranked with a stable sort (rare
+    for learned scores, common for counts such as popularity).
     """
     k = min(k, scores.shape[1])
-    values, indices = torch.topk(scores, k, dim=1)
-    boundary = values[:, -1:]
-    tied = (scores >= boundary).sum(dim=1) > k
-    if k > 1:
-        tied |= (values[:, 1:] == values[:, :-1]).any(dim=1)
-    if bool(tied.any()):
+    extra = min(k + 1, scores.shape[1])
+    values, indices = torch.topk(scores, extra, dim=1)
+    tied = (values[:, 1:] == values[:, :-1]).any(dim=1) if extra > 1 else None
+    indices = indices[:, :k]
+    if tied is not None and bool(tied.any()):
         rows = tied.nonzero(as_tuple=True)[0]
         order = torch.sort(scores[rows], dim=1, descending=True, stable=True).indices
         indices[rows] = order[:, :k]
@@ -102,6 +102,30 @@ class RankingResult:
                for name, v in self.per_user.items()}
         out.update(self.beyond)
         return out
+
+
+class _RowLookup:
+    """The non-zeros of a sparse CSR matrix, fetched for sorted batches of rows.
+
+    The (row, column) pairs are expanded once per evaluation; a batch of ascending rows
+    then owns one contiguous slice of them, filtered by a row -> batch-position table.
+    """
+
+    def __init__(self, matrix: torch.Tensor, position: torch.Tensor) -> None:
+        self.crow = matrix.crow_indices()
+        self.cols = matrix.col_indices()
+        counts = self.crow[1:] - self.crow[:-1]
+        self.rows = torch.repeat_interleave(
+            torch.arange(counts.numel(), device=counts.device), counts
+        )
+        self.position = position
+
+    def batch(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch row, column) of every non-zero in rows ``users`` (ascending)."""
+        low, high = int(self.crow[users[0]]), int(self.crow[users[-1] + 1])
+        batch_rows = self.position[self.rows[low:high]]
+        keep = batch_rows >= 0
+        return batch_rows[keep], self.cols[low:high][keep]
 
 
 @torch.no_grad()
@@ -132,24 +156,30 @@ def evaluate_ranking(
     n_relevant_all = crow[1:] - crow[:-1]
     users = (n_relevant_all > 0).nonzero(as_tuple=True)[0]
     max_k = min(max(ks), n_items)
+    excluded_items = None
     if candidates is not None:
         excluded_items = (~candidates.to(device)).nonzero(as_tuple=True)[0]
+    # sorted (user * n_items + item) keys of the truth: hits are a binary search away
+    truth_lookup = _RowLookup(truth, torch.empty(0))
+    truth_keys = truth_lookup.rows * n_items + truth_lookup.cols
+    position = torch.full((truth.shape[0],), -1, dtype=torch.long, device=device)
+    mask_lookups = [_RowLookup(m.to(device), position) for m in masks]
     per_user: dict[str, list[torch.Tensor]] = {}
     top_lists: list[torch.Tensor] = []
-    masks = [m.to(device) for m in masks]
     for start in range(0, users.numel(), batch_size):
         batch = users[start : start + batch_size]
         scores = score_fn(batch).to(device=device, dtype=torch.float32).clone()
-        for mask in masks:
-            rows, cols = _rows_of(mask, batch)
+        position[batch] = torch.arange(batch.numel(), device=device)
+        for lookup in mask_lookups:
+            rows, cols = lookup.batch(batch)
             scores[rows, cols] = -torch.inf
-        if candidates is not None:
+        position[batch] = -1
+        if excluded_items is not None:
             scores[:, excluded_items] = -torch.inf
         top = top_k(scores, max_k)
-        relevant = torch.zeros(batch.numel(), n_items, dtype=torch.bool, device=device)
-        rows, cols = _rows_of(truth, batch)
-        relevant[rows, cols] = True
-        hits = relevant.gather(1, top)
+        keys = batch.unsqueeze(1) * n_items + top
+        found = torch.searchsorted(truth_keys, keys).clamp_(max=truth_keys.numel() - 1)
+        hits = truth_keys[found] == keys
         if hits.shape[1] < max(ks):  # fewer items than k: the missing ranks are misses
             hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
         values = ranking_metrics(hits, n_relevant_all[batch], ks)
@@ -164,19 +194,6 @@ def evaluate_ranking(
     )
     result.beyond = beyond_accuracy(recommended, ks, n_items, item_popularity.cpu(), n_train_users)
     return result
-
-
-def _rows_of(matrix: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(batch row, column) pairs of the non-zeros of ``matrix``'s rows ``users``."""
-    crow = matrix.crow_indices()
-    col = matrix.col_indices()
-    starts = crow[users]
-    counts = crow[users + 1] - starts
-    rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts)
-    offsets = torch.arange(int(counts.sum()), device=users.device) - torch.repeat_interleave(
-        counts.cumsum(0) - counts, counts
-    )
-    return rows, col[torch.repeat_interleave(starts, counts) + offsets]
 
 
 def beyond_accuracy(

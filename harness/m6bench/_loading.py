@@ -12,12 +12,14 @@ ignored and rebuilt.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -93,7 +95,8 @@ def resolve_dataset(
     """The loader for a registered name or an existing path, and the merged options.
 
     A registered name wins over a same-named file.  A folder holding a ``.inter`` file is
-    read as RecBole atomic files; a ``.csv`` / ``.tsv`` / ``.parquet`` file as a table.
+    read as RecBole atomic files; a ``.csv`` / ``.tsv`` / ``.parquet`` file as a table; a
+    GroupLens zip by the matching MovieLens loader.
     Options are merged over the loader's defaults; unknown keys are rejected so that a typo
     never silently falls back to a default.
     """
@@ -113,14 +116,34 @@ def resolve_dataset(
     unknown = sorted(set(options) - set(spec.defaults))
     if unknown:
         accepted = sorted(spec.defaults)
-        hints = [did_you_mean(key, accepted, what="option").split(" Choices")[0]
-                 for key in unknown]
+        hints = [
+            f"Did you mean {close[0]!r} for {key!r}? "
+            for key in unknown
+            if (close := difflib.get_close_matches(key, accepted, n=1, cutoff=0.6))
+        ]
         raise DatasetError(
             f"The dataset loader {spec.name!r} takes no option "
-            f"{', '.join(map(repr, unknown))}. {' '.join(hints)} Accepted options: "
+            f"{', '.join(map(repr, unknown))}. {''.join(hints)}Accepted options: "
             f"{', '.join(accepted) or 'none'} (pass them as --dataset-opt key=value)."
         )
     return spec, {**spec.defaults, **options}
+
+
+def _grouplens_variant(path: Path) -> str:
+    """Which MovieLens loader reads this zip, judged by its members (u.data / ratings.dat)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {Path(name).name for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(f"{path} is not a readable zip archive ({exc}).") from None
+    if "u.data" in members:
+        return "ml-100k"
+    if "ratings.dat" in members:
+        return "ml-1m"
+    raise DatasetError(
+        f"{path} is a zip but not a GroupLens ml-100k or ml-1m archive (it has no u.data or "
+        "ratings.dat). Unpack it and pass the table file or RecBole folder inside instead."
+    )
 
 
 def _detect_path(text: str, registry: Any) -> tuple[str, dict[str, Any]]:
@@ -134,6 +157,8 @@ def _detect_path(text: str, registry: Any) -> tuple[str, dict[str, Any]]:
             f"file, or a registered dataset name ({', '.join(registry.names())})."
         )
     if path.is_file():
+        if path.suffix.lower() == ".zip":
+            return _grouplens_variant(path), {"archive": str(path)}
         loader = TABLE_SUFFIXES.get(path.suffix.lower())
         if loader is None:
             raise DatasetError(
@@ -234,9 +259,15 @@ def write_cached_dataset(entry: Path, dataset: Dataset) -> None:
         temporary = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}.tmp-"))
         with _quiet_progress():
             _write_entry(temporary, dataset)
-        if entry.exists():  # an unreadable entry we are replacing
-            shutil.rmtree(entry, ignore_errors=True)
-        os.replace(temporary, entry)
+        if entry.exists():
+            if read_cached_dataset(entry) is not None:
+                return  # another process wrote it meanwhile: keep theirs
+            shutil.rmtree(entry, ignore_errors=True)  # the unreadable entry we replace
+        try:
+            os.replace(temporary, entry)
+        except OSError:
+            if read_cached_dataset(entry) is None:  # not a lost race: a real failure
+                raise
     except OSError as exc:
         warnings.warn(
             f"Could not write the dataset cache {entry} ({exc}); the dataset is loaded but "

@@ -9,7 +9,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -89,8 +89,6 @@ def resolve_benchmark(
 
 
 def _with_protocol(catalog: Catalog, spec: BenchmarkSpec, protocol: str) -> BenchmarkSpec:
-    from dataclasses import replace
-
     catalog.protocols.get(protocol)
     if protocol == spec.protocol:
         return spec
@@ -148,6 +146,10 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
     model_name, model_spec = catalog.model(request.plugin, request.model)
     benchmark, note = resolve_benchmark(catalog, benchmark=request.benchmark,
                                         dataset=request.dataset, protocol=request.protocol)
+    if request.dataset_options:
+        # loader options change the data, so they are part of the pinned contract (version)
+        benchmark = replace(benchmark, dataset_options={**benchmark.dataset_options,
+                                                        **request.dataset_options})
     if model_spec.protocols is not None and benchmark.protocol not in model_spec.protocols:
         raise PluginError(
             f"Model {model_name!r} supports protocols {list(model_spec.protocols)}, not "
@@ -178,8 +180,11 @@ def execute(
     progress: Any = None,
     on_epoch_end: Callable[[int, Mapping[str, float]], None] | None = None,
     prepared: PreparedBenchmark | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the plan, append its record to the ledger and return the record.
+
+    ``extra`` adds keys to the record (a sweep adds ``sweep``: id, trial, budget).
 
     A failure after the run started is recorded with status ``failed`` (or ``pruned`` when
     a pruner stopped it) and re-raised as :class:`RunFailed`.
@@ -208,6 +213,7 @@ def execute(
         "metrics": {},
         "command": list(request.command if request.command is not None else sys.argv),
         "started_at": started_at.isoformat(),
+        **dict(extra or {}),
     }
     hook = plan.catalog.hook
     bench: PreparedBenchmark | None = prepared

@@ -26,6 +26,8 @@ class RunRecord(TypedDict, total=False):
     error: str | None  # "ExceptionType: message" when status is failed
     kind: str  # "run" | "trial" | "final"
     sweep_id: str | None  # the sweep a trial or final run belongs to
+    sweep: dict[str, Any]  # id (study name), trial number, budget (trials, timeout_s, sampler,
+    #                        sampler_seed, pruner), best_valid for finals
     benchmark: dict[str, Any]  # name, version (hash of the contract), spec (the contract)
     dataset: dict[str, Any]  # name, fingerprint, statistics
     cut: dict[str, Any]  # protocol, fingerprint, sizes of train/valid/test

@@ -167,6 +167,11 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
+def _one_line(error: BaseException) -> str:
+    """Library messages (pandas, urllib) may span lines; errors here are one paragraph."""
+    return " ".join(str(error).split())
+
+
 def _hash_parts(*parts: object) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -246,6 +251,7 @@ _SYNTHETIC_START = 1577836800  # 2020-01-01T00:00:00Z
 _SYNTHETIC_SPAN = 2 * 365 * 86400
 _NEW_ITEM_SHARE = 0.05
 _NEW_ITEM_WINDOW_START = 0.92  # new items' interactions lie in the last 8% of the timeline
+_NEW_ITEM_VOLUME = 0.1  # new items are available briefly: about a tenth of an old item's pull
 _AFFINITY_WEIGHT = 2.0  # logit weight of the standardised user-item affinity
 _POPULARITY_EXPONENT = 1.0  # item bias = -exponent * log(1 + popularity rank): Zipf-like
 
@@ -305,6 +311,10 @@ def _load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset
     affinity = (affinity - affinity.mean()) / affinity.std()
     popularity_rank = rng.permutation(n_items)
     item_bias = -_POPULARITY_EXPONENT * np.log1p(popularity_rank)
+    # New items exist only at the end of the timeline, so they collect fewer interactions.
+    is_new_item = np.zeros(n_items, dtype=bool)
+    is_new_item[rng.permutation(n_items)[: max(1, round(_NEW_ITEM_SHARE * n_items))]] = True
+    item_bias[is_new_item] += np.log(_NEW_ITEM_VOLUME)
     logits = _AFFINITY_WEIGHT * affinity + item_bias[None, :]
 
     # ---- who interacts with what: Gumbel top-k = sampling without replacement ∝ exp(logit)
@@ -324,8 +334,6 @@ def _load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset
         items = np.concatenate([items, unseen])
 
     # ---- timeline: new items only near the end
-    is_new_item = np.zeros(n_items, dtype=bool)
-    is_new_item[rng.permutation(n_items)[: max(1, round(_NEW_ITEM_SHARE * n_items))]] = True
     moment = rng.random(len(users))
     late = is_new_item[items]
     moment[late] = _NEW_ITEM_WINDOW_START + (1 - _NEW_ITEM_WINDOW_START) * moment[late]
@@ -352,7 +360,7 @@ def _load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset
     user_table = pd.DataFrame({
         "user": user_tokens,
         "age": age.astype(np.float64),
-        "gender": np.where(female, "F", "M"),
+        "gender": pd.Series(np.where(female, "F", "M"), dtype="str"),
     })
 
     cluster_genre = np.array([genre for genre, _, _ in SYNTHETIC_CLUSTERS])
@@ -360,17 +368,16 @@ def _load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset
     words = np.char.capitalize(vocabulary[title_words])
     titles = np.char.add(np.char.add(np.char.add(words[:, 0], " "), words[:, 1]), " ")
     titles = np.char.add(titles, words[:, 2])
-    # A second genre from the same domain for ~30% of items: multi-token, still cluster-tied.
-    same_domain = np.flatnonzero(cluster_domain == cluster_domain[0])
-    other = np.where(
-        np.isin(item_cluster, same_domain),
-        rng.choice(same_domain, n_items),
-        rng.choice(np.flatnonzero(cluster_domain != cluster_domain[0]), n_items),
-    )
-    second = (rng.random(n_items) < 0.3) & (other != item_cluster)
+    # A second genre from a sibling cluster (same domain) for ~30% of items: multi-token
+    # genres that still point at the item's cluster.
+    siblings = np.array([
+        np.flatnonzero((cluster_domain == cluster_domain[c]) & (np.arange(n_clusters) != c))
+        for c in range(n_clusters)
+    ])
+    sibling = siblings[item_cluster, rng.integers(0, siblings.shape[1], n_items)]
     genres = np.where(
-        second,
-        np.char.add(np.char.add(cluster_genre[item_cluster], " "), cluster_genre[other]),
+        rng.random(n_items) < 0.3,
+        np.char.add(np.char.add(cluster_genre[item_cluster], " "), cluster_genre[sibling]),
         cluster_genre[item_cluster],
     )
     last_year = 2021
@@ -383,7 +390,6 @@ def _load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset
         "genres": pd.Series(genres, dtype="str"),
         "year": year.astype(np.float64),
     })
-    user_table["gender"] = user_table["gender"].astype("str")
 
     interactions = pd.DataFrame({
         "user": user_tokens[users],
@@ -506,8 +512,8 @@ def read_atomic_file(
             frame = pd.read_csv(path, dtype=dict.fromkeys(names, "str"), **read)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(
-            f"{path} could not be parsed as a RecBole atomic file: {exc}. Each line must have "
-            f"the {len(names)} tab-separated fields the header declares, in UTF-8."
+            f"{path} could not be parsed as a RecBole atomic file: {_one_line(exc)}. Each "
+            f"line must have the {len(names)} tab-separated fields the header declares, in UTF-8."
         ) from None
     return frame, types
 
@@ -728,8 +734,9 @@ def download_archive(source: MovieLensSource, variant: str, timeout: float) -> P
                         out.write(chunk)
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 raise DatasetError(
-                    f"Downloading {variant} from {source.url} failed: {exc}. Check the network "
-                    "and the url option, or pass a local copy with --dataset-opt archive=PATH "
+                    f"Downloading {variant} from {source.url} failed: {_one_line(exc)}. Check "
+                    "the network and the url option, or pass a local copy with "
+                    "--dataset-opt archive=PATH "
                     "(or set M6BENCH_DATA_DIR to the RecBole copies)."
                 ) from None
         actual = digest.hexdigest()
@@ -785,8 +792,8 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetError(
-            f"{path} is not a readable zip archive ({exc}). Download it again or pass another "
-            "archive with --dataset-opt archive=PATH."
+            f"{path} is not a readable zip archive ({_one_line(exc)}). Download it again or "
+            "pass another archive with --dataset-opt archive=PATH."
         ) from None
 
 
@@ -802,7 +809,8 @@ def _read_delimited(
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DatasetError(
-            f"{path}: {member} could not be parsed ({exc}). Pass an unmodified GroupLens archive."
+            f"{path}: {member} could not be parsed ({_one_line(exc)}). Pass an unmodified "
+            "GroupLens archive."
         ) from None
 
 
@@ -954,8 +962,8 @@ def read_table_file(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError,
             ValueError) as exc:
         raise DatasetError(
-            f"{path} could not be read as a table: {exc}. Check it is a CSV/TSV (with a header "
-            "row; set the separator with --dataset-opt sep=...) or a Parquet file."
+            f"{path} could not be read as a table: {_one_line(exc)}. Check it is a CSV/TSV "
+            "(with a header row; set the separator with --dataset-opt sep=...) or a Parquet file."
         ) from None
     return frame
 
@@ -1168,8 +1176,8 @@ def _load_hf(options: Mapping[str, Any], context: LoadContext) -> Dataset:
             if context.offline else ""
         )
         raise DatasetError(
-            f"HuggingFace datasets could not load {where}: {type(exc).__name__}: {exc}.{hint} "
-            "Check the path, name, split and data_files options."
+            f"HuggingFace datasets could not load {where}: {type(exc).__name__}: "
+            f"{_one_line(exc)}.{hint} Check the path, name, split and data_files options."
         ) from None
     frame = loaded.to_pandas()
     ids = _id_columns(options)

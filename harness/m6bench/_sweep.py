@@ -1,0 +1,418 @@
+"""Optuna sweeps under an equal, recorded budget: prune, resume, share a study, finalise.
+
+One study per (benchmark, model, budget), named deterministically, so re-running the same
+command resumes it and several workers (``m6bench worker``) can share it through an RDB
+storage.  Every trial is a run recorded in the ledger (kind ``trial``); the best trial's
+config is re-run on test with several seeds (kind ``final``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from m6bench._config import resolve_config
+from m6bench._plugins import Catalog, load_catalog
+from m6bench._run import (
+    RunFailed,
+    RunPlan,
+    RunRequest,
+    default_ledger,
+    execute,
+    plan_run,
+)
+from m6bench.errors import ConfigError, M6BenchError
+from m6bench_leaderboard import read_ledger
+
+# heartbeats and stale-trial retry are what resumption rests on; Optuna labels them experimental
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+PRUNERS = ("median", "hyperband", "none")
+HEARTBEAT_SECONDS = 10
+# A trial that failed for a reason of its own (not a dead worker) carries this user attribute.
+ERROR_ATTR = "m6bench_error"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What defines a study: who, where, and the budget every model gets."""
+
+    plugin: str
+    model: str
+    benchmark: str
+    trials: int | None
+    timeout: float | None
+    pruner: str = "median"
+    sampler_seed: int = 0
+    trial_seed: int = 0
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        return {"trials": self.trials, "timeout_s": self.timeout, "sampler": "tpe",
+                "sampler_seed": self.sampler_seed, "pruner": self.pruner}
+
+    def study_name(self, benchmark_version: str) -> str:
+        budget = f"t{self.trials}" if self.trials else "t-"
+        if self.timeout:
+            budget += f"s{int(self.timeout)}"
+        return f"{self.plugin}.{self.model}@{self.benchmark}-{benchmark_version}:{budget}"
+
+
+@dataclass
+class SweepResult:
+    study_name: str
+    storage: str
+    best_value: float | None
+    best_config: dict[str, Any]
+    default_value: float | None
+    counts: dict[str, int]
+    finals: list[dict[str, Any]]
+    study: optuna.Study
+
+
+def default_storage(ledger: Path) -> str:
+    path = ledger.parent / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # several processes may share one SQLite file: wait for its lock instead of failing
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    return optuna.storages.RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=HEARTBEAT_SECONDS * 3,
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3
+        ),
+    )
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"Unknown pruner {name!r}; use one of {', '.join(PRUNERS)}.")
+
+
+def finished_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials that count against the budget, and the failed ones among them.
+
+    A trial failed because its worker died (heartbeat) or was interrupted has no error
+    attribute: it does not count, and its parameters are retried.
+    """
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE:
+            counts["complete"] += 1
+        elif trial.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs:
+            counts["failed"] += 1
+        elif trial.state == TrialState.RUNNING:
+            counts["running"] += 1
+    counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
+    return counts
+
+
+class _Objective:
+    """One trial = one recorded run with the trial's sampled config."""
+
+    def __init__(self, spec: SweepSpec, plan: RunPlan, study_name: str,
+                 report: Callable[[str], None]) -> None:
+        self.spec = spec
+        self.plan = plan
+        self.study_name = study_name
+        self.report = report
+        self.metric = plan.benchmark.valid_metric if "ranking" in plan.tasks else "rmse"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self.plan.model_spec.search_space is None:
+            sampled: dict[str, Any] = {}
+        else:
+            sampled = dict(self.plan.model_spec.search_space(trial))
+        overrides = {**self.spec.overrides, **sampled}
+        try:
+            config = resolve_config(self.plan.model_spec.defaults, overrides=overrides,
+                                    model_name=self.plan.model_name)
+        except ConfigError as exc:
+            trial.set_user_attr(ERROR_ATTR, f"ConfigError: {exc}")
+            raise
+        request = replace(self.plan.request, overrides=overrides, kind="trial",
+                          sweep_id=self.study_name, seed=self.spec.trial_seed)
+        plan = replace(self.plan, request=request, config=config)
+        trial.set_user_attr("config", config)
+
+        def on_epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
+            value = metrics.get(f"valid/{self.metric}")
+            if value is None or not math.isfinite(value):
+                return
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={value:.4f})")
+
+        try:
+            record = execute(plan, on_epoch_end=on_epoch_end,
+                             extra={"sweep": self._sweep_info(trial)})
+        except RunFailed as exc:
+            trial.set_user_attr(ERROR_ATTR, exc.record.get("error") or str(exc))
+            trial.set_user_attr("run_id", exc.record["run_id"])
+            raise
+        trial.set_user_attr("run_id", record["run_id"])
+        value = record["metrics"]["valid"].get(self.metric)
+        if value is None:
+            trial.set_user_attr(ERROR_ATTR, f"the run reported no valid {self.metric}")
+            raise M6BenchError(f"trial {trial.number} reported no validation {self.metric}")
+        return float(value)
+
+    def _sweep_info(self, trial: optuna.Trial) -> dict[str, Any]:
+        return {"id": self.study_name, "trial": trial.number, "budget": self.spec.budget}
+
+
+def _direction(plan: RunPlan) -> str:
+    return "maximize" if "ranking" in plan.tasks else "minimize"
+
+
+def _progress_callback(report: Callable[[str], None], total: int | None):
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        counts = finished_counts(study)
+        try:
+            best = f"{study.best_value:.4f}"
+        except ValueError:
+            best = "-"
+        value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        report(f"trial {trial.number}: {value} | best {best} | finished {counts['finished']}"
+               f"/{total or '-'} | pruned {counts['pruned']} | failed {counts['failed']}")
+    return callback
+
+
+def _budget_left(study: optuna.Study, spec: SweepSpec) -> tuple[int | None, float | None]:
+    counts = finished_counts(study)
+    trials_left = None if spec.trials is None else max(0, spec.trials - counts["finished"])
+    time_left = None
+    if spec.timeout is not None:
+        spent = sum((t.duration.total_seconds() for t in study.get_trials(deepcopy=False)
+                     if t.duration is not None), 0.0)
+        time_left = max(0.0, spec.timeout - spent)
+    return trials_left, time_left
+
+
+class _StopAtBudget:
+    """Stops a worker once the shared study has its budget of finished trials."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials_left, time_left = _budget_left(study, self.spec)
+        if trials_left == 0 or time_left == 0:
+            study.stop()
+
+
+def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
+             report: Callable[[str], None]) -> None:
+    """Run trials until the study's budget is used (shared with any other workers)."""
+    optuna.storages.fail_stale_trials(study)
+    trials_left, time_left = _budget_left(study, spec)
+    if trials_left == 0 or time_left == 0:
+        return
+    objective = _Objective(spec, plan, study.study_name, report)
+    study.optimize(
+        objective,
+        n_trials=trials_left,
+        timeout=time_left,
+        catch=(M6BenchError, ConfigError),
+        callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials)],
+        gc_after_trial=True,
+    )
+
+
+def _open_study(spec: SweepSpec, plan: RunPlan, storage: str, study_name: str) -> optuna.Study:
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=make_storage(storage),
+        sampler=optuna.samplers.TPESampler(seed=spec.sampler_seed),
+        pruner=make_pruner(spec.pruner),
+        direction=_direction(plan),
+        load_if_exists=True,
+    )
+    attrs = {"plugin": spec.plugin, "model": spec.model, "benchmark": spec.benchmark,
+             "trials": spec.trials, "timeout": spec.timeout, "pruner": spec.pruner,
+             "sampler_seed": spec.sampler_seed, "trial_seed": spec.trial_seed,
+             "overrides": dict(spec.overrides), "benchmark_version": plan.benchmark.version,
+             "dataset": plan.request.dataset,
+             "dataset_options": dict(plan.request.dataset_options),
+             "metric": plan.benchmark.valid_metric if "ranking" in plan.tasks else "rmse"}
+    for key, value in attrs.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    return study
+
+
+def sweep(
+    plugin: str,
+    *,
+    model: str | None = None,
+    benchmark: str | None = None,
+    dataset: str | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
+    trials: int | None = 20,
+    timeout: float | None = None,
+    seeds: int = 5,
+    storage: str | None = None,
+    study_name: str | None = None,
+    pruner: str = "median",
+    sampler_seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    ledger: str | os.PathLike[str] | None = None,
+    catalog: Catalog | None = None,
+    report: Callable[[str], None] = lambda line: None,
+) -> SweepResult:
+    """Tune ``plugin``'s model with Optuna under a budget, then re-run the best on test.
+
+    :param trials: finished trials the study should end with (complete, pruned or failed).
+    :param timeout: wall seconds of trials the study may spend (over all resumptions).
+    :param seeds: seeds of the final test runs of the best config (0 skips them).
+    :param storage: an Optuna RDB URL; default a SQLite file beside the ledger.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if trials is None and timeout is None:
+        raise ConfigError("A sweep needs a budget: --trials N, --timeout SECONDS, or both.")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"Unknown pruner {pruner!r}; use one of {', '.join(PRUNERS)}.")
+    catalog = catalog or load_catalog()
+    request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
+                         dataset_options=dict(dataset_options or {}),
+                         overrides=dict(overrides or {}), device=device, ledger=ledger)
+    plan = plan_run(request, catalog)
+    spec = SweepSpec(plugin=plugin, model=plan.model_name, benchmark=plan.benchmark.name,
+                     trials=trials, timeout=timeout, pruner=pruner, sampler_seed=sampler_seed,
+                     overrides=dict(overrides or {}))
+    study_name = study_name or spec.study_name(plan.benchmark.version)
+    storage = storage or default_storage(plan.ledger)
+    study = _open_study(spec, plan, storage, study_name)
+    if not study.get_trials(deepcopy=False) and plan.model_spec.search_space is not None:
+        # trial 0 is the recipe's defaults, so a sweep can only improve on them
+        defaults = {k: v for k, v in plan.config.items() if k in _search_keys(plan)}
+        study.enqueue_trial(defaults, skip_if_exists=True)
+    started = time.perf_counter()
+    optimize(study, spec, plan, report)
+    report(f"sweep {study_name}: {time.perf_counter() - started:.1f}s")
+    result = finalise(study, spec, plan, seeds=seeds, report=report)
+    result.storage = storage
+    return result
+
+
+def _search_keys(plan: RunPlan) -> set[str]:
+    space = plan.model_spec.search_space
+    if space is None:
+        return set()
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    return set(space(probe.ask()))
+
+
+def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
+             report: Callable[[str], None]) -> SweepResult:
+    """Re-run the best trial's config on test with ``seeds`` seeds (skipping recorded ones)."""
+    counts = finished_counts(study)
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return SweepResult(study.study_name, "", None, {}, None, counts, [], study)
+    best = study.best_trial
+    best_config = dict(best.user_attrs.get("config", {}))
+    default_trials = [t for t in complete if t.number == 0]
+    default_value = default_trials[0].value if default_trials else None
+    overrides = {**spec.overrides, **best.params}
+    config = resolve_config(plan.model_spec.defaults, overrides=overrides,
+                            model_name=plan.model_name)
+    done = {
+        r["seed"] for r in read_ledger(plan.ledger).records
+        if r.get("kind") == "final" and r.get("sweep_id") == study.study_name
+        and r.get("status") == "ok"
+    }
+    finals = []
+    for seed in range(seeds):
+        if seed in done:
+            continue
+        request = replace(plan.request, overrides=overrides, kind="final",
+                          sweep_id=study.study_name, seed=seed)
+        final_plan = replace(plan, request=request, config=config)
+        info = {"id": study.study_name, "trial": best.number, "budget": spec.budget,
+                "best_valid": best.value}
+        try:
+            record = execute(final_plan, extra={"sweep": info})
+        except RunFailed as exc:
+            report(f"final seed {seed} failed: {exc}")
+            continue
+        report(f"final seed {seed}: test {plan.benchmark.valid_metric} "
+               f"{record['metrics']['test'].get(plan.benchmark.valid_metric)}")
+        finals.append(record)
+    finals = [
+        r for r in read_ledger(plan.ledger).records
+        if r.get("kind") == "final" and r.get("sweep_id") == study.study_name
+        and r.get("status") == "ok"
+    ]
+    return SweepResult(study.study_name, "", best.value, best_config or config, default_value,
+                       counts, finals, study)
+
+
+def join_study(storage: str, study_name: str, *, device: str = "auto",
+               ledger: str | os.PathLike[str] | None = None,
+               report: Callable[[str], None] = lambda line: None) -> SweepResult:
+    """A worker: load a shared study by name and run trials until its budget is used."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summaries = optuna.study.get_all_study_summaries(make_storage(storage),
+                                                         include_best_trial=False)
+    except Exception as exc:
+        raise ConfigError(f"Cannot open the Optuna storage {storage!r}: {exc}") from exc
+    names = [s.study_name for s in summaries]
+    if study_name not in names:
+        from m6bench.errors import did_you_mean
+
+        raise ConfigError(did_you_mean(study_name, names, what="study") +
+                          " Start it with `m6bench sweep ... --storage URL` first.")
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    attrs = study.user_attrs
+    request = RunRequest(plugin=attrs["plugin"], model=attrs["model"],
+                         benchmark=None if attrs.get("dataset") else attrs["benchmark"],
+                         dataset=attrs.get("dataset"),
+                         dataset_options=dict(attrs.get("dataset_options") or {}),
+                         overrides=dict(attrs["overrides"]), device=device, ledger=ledger)
+    plan = plan_run(request)
+    spec = SweepSpec(plugin=attrs["plugin"], model=attrs["model"],
+                     benchmark=attrs["benchmark"], trials=attrs["trials"],
+                     timeout=attrs["timeout"], pruner=attrs["pruner"],
+                     sampler_seed=attrs["sampler_seed"], overrides=dict(attrs["overrides"]))
+    study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + os.getpid())
+    study.pruner = make_pruner(spec.pruner)
+    optimize(study, spec, plan, report)
+    counts = finished_counts(study)
+    best = None
+    with contextlib.suppress(ValueError):  # no complete trial yet
+        best = study.best_value
+    return SweepResult(study_name, storage, best, {}, None, counts, [], study)
+
+
+def ledger_of(ledger: str | os.PathLike[str] | None) -> Path:
+    return Path(ledger) if ledger else default_ledger()

@@ -1,0 +1,185 @@
+"""Sweeps: pruning, failures, resumption after SIGINT and SIGKILL, finals in the ledger."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from m6bench import ModelSpec, Recommender, hookimpl, load_catalog
+from m6bench._sweep import finished_counts, make_storage
+from m6bench_leaderboard import read_ledger
+
+SMALL = {"n_users": 200, "n_items": 120}
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_pruner_prunes_bpr_trials_early(tmp_path):
+    from m6bench._sweep import sweep
+
+    ledger = tmp_path / "ledger.jsonl"
+    result = sweep("classic", model="bpr-mf", dataset="synthetic", dataset_options=SMALL,
+                   trials=10, seeds=0, pruner="median", ledger=ledger,
+                   overrides={"epochs": 12, "patience": 12, "eval_every": 1})
+    counts = result.counts
+    assert counts["finished"] == 10
+    assert counts["pruned"] > 0, counts
+    records = read_ledger(ledger).records
+    pruned = [r for r in records if r["status"] == "pruned"]
+    complete = [r for r in records if r["status"] == "ok"]
+    assert len(pruned) == counts["pruned"]
+    assert complete and min(r["epochs"] for r in pruned) < 12  # stopped before the budget
+    for record in pruned:  # each stopped at the epoch the pruner named
+        assert f"pruned at epoch {record['epochs']} " in record["error"]
+        assert record["curve"][-1]["epoch"] == record["epochs"]
+    assert all(r["sweep"]["budget"]["trials"] == 10 for r in records)
+
+
+class _Fragile(Recommender):
+    """Fails when the sampled ``boom`` is true: a trial failure the sweep must survive."""
+
+    iterative = False
+
+    def __init__(self, train, config):
+        super().__init__(train, config)
+        self.register_buffer("popularity", train.item_popularity.clone())
+
+    def fit_epoch(self, train, epoch):
+        if self.config["boom"]:
+            raise RuntimeError("CUDA out of memory (injected)")
+        return {}
+
+    def score(self, users):
+        return self.popularity.expand(len(users), -1)
+
+
+def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
+    from m6bench._sweep import sweep
+
+    plugin = types.ModuleType("fragile")
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec("fragile", build=_Fragile, defaults={"boom": False, "k": 1},
+                           search_space=lambda t: {"boom": t.suggest_categorical("boom", [True,
+                                                                                        False]),
+                                                   "k": t.suggest_int("k", 1, 50)}))
+
+    plugin.m6bench_register_models = m6bench_register_models
+    catalog = load_catalog([("fragile", plugin)])
+    ledger = tmp_path / "ledger.jsonl"
+    result = sweep("fragile", dataset="synthetic", dataset_options=SMALL, trials=8, seeds=2,
+                   ledger=ledger, catalog=catalog)
+    counts = result.counts
+    assert counts["finished"] == 8 and counts["failed"] > 0 and counts["complete"] > 0
+    records = read_ledger(ledger).records
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == counts["failed"]
+    assert all("out of memory" in r["error"] for r in failed)
+    finals = [r for r in records if r["kind"] == "final"]
+    assert sorted(r["seed"] for r in finals) == [0, 1]
+    assert all(r["sweep_id"] == result.study_name and r["config"]["boom"] is False
+               for r in finals)
+
+
+def _sweep_command(tmp_path, trials):
+    return [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
+            "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200",
+            "--dataset-opt", "n_items=120", "--trials", str(trials), "--seeds", "0",
+            "--pruner", "none", "--set", "epochs=6", "--set", "eval_every=1",
+            "--ledger", str(tmp_path / "ledger.jsonl"), "--quiet"]
+
+
+def _only_study(tmp_path):
+    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    (summary,) = optuna.study.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def _wait_for_trials(tmp_path, count, deadline_s=240):
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if (tmp_path / "optuna.db").exists():
+            try:
+                study = _only_study(tmp_path)
+            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError):
+                study = None
+            if study is not None:
+                states = [t.state for t in study.get_trials(deepcopy=False)]
+                if states.count(TrialState.COMPLETE) >= count and TrialState.RUNNING in states:
+                    return
+        time.sleep(0.2)
+    pytest.fail(f"the sweep did not finish {count} trials in {deadline_s}s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_resume_after_interruption_ends_with_exactly_the_budget(tmp_path, sig):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    trials = 6
+    first = subprocess.Popen(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for_trials(tmp_path, 2)
+    first.send_signal(sig)
+    first.wait(timeout=60)
+    assert first.returncode != 0
+    interrupted = finished_counts(_only_study(tmp_path))["finished"]
+    assert 2 <= interrupted < trials
+
+    second = subprocess.run(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    study = _only_study(tmp_path)
+    counts = finished_counts(study)
+    assert counts["finished"] == trials and counts["complete"] == trials
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    run_ids = [t.user_attrs["run_id"] for t in complete]
+    assert len(set(run_ids)) == trials  # none duplicated
+    ok_trials = {r["run_id"] for r in read_ledger(tmp_path / "ledger.jsonl").records
+                 if r["kind"] == "trial" and r["status"] == "ok"}
+    assert set(run_ids) <= ok_trials  # none lost: every finished trial's run is recorded
+    # a third run has nothing left to do
+    third = subprocess.run(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0
+    assert finished_counts(_only_study(tmp_path))["finished"] == trials
+    assert len(_only_study(tmp_path).get_trials(deepcopy=False)) == len(
+        study.get_trials(deepcopy=False))
+
+
+def test_worker_joins_a_shared_study(tmp_path):
+    from m6bench._sweep import join_study, sweep
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    result = sweep("classic", model="ease", dataset="synthetic", dataset_options=SMALL,
+                   trials=3, seeds=0, storage=storage, ledger=tmp_path / "a.jsonl")
+    study = optuna.load_study(study_name=result.study_name, storage=make_storage(storage))
+    study.set_user_attr("trials", 5)  # raise the budget: a worker does the rest
+    joined = join_study(storage, result.study_name, ledger=tmp_path / "b.jsonl", device="cpu")
+    assert joined.counts["finished"] == 5
+    assert len(read_ledger(tmp_path / "b.jsonl").records) == 2
+    with pytest.raises(Exception, match="Did you mean"):
+        join_study(storage, result.study_name + "x")
+
+
+def test_no_budget_is_an_error():
+    from m6bench import ConfigError
+    from m6bench._sweep import sweep
+
+    with pytest.raises(ConfigError, match="needs a budget"):
+        sweep("classic", trials=None, timeout=None)
+
+
+assert torch  # the models above are torch modules
