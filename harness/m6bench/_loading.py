@@ -268,7 +268,7 @@ def write_cached_dataset(entry: Path, dataset: Dataset) -> None:
         except OSError:
             if read_cached_dataset(entry) is None:  # not a lost race: a real failure
                 raise
-    except OSError as exc:
+    except (OSError, ImportError) as exc:  # ImportError: HF datasets missing or broken
         warnings.warn(
             f"Could not write the dataset cache {entry} ({exc}); the dataset is loaded but "
             f"will be parsed again next time. Set {CACHE_DIR_ENV} to a writable folder.",

@@ -1,0 +1,1 @@
+"""gnn-mf: graph propagation over the user-item graph on top of matrix factorisation."""

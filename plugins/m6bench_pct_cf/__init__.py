@@ -1,0 +1,1 @@
+"""pct-cf: cross-domain collaborative filtering fused with a deep model, with cold start."""
