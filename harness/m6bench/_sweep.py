@@ -38,7 +38,9 @@ from m6bench_leaderboard import read_ledger
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 PRUNERS = ("median", "hyperband", "none")
-HEARTBEAT_SECONDS = 10
+HEARTBEAT_SECONDS = 5
+WAIT_SECONDS = 1.0
+MAX_ROUNDS = 100_000  # bounds the wait for other workers' trials (each round <= 1 wait)
 # A trial that failed for a reason of its own (not a dead worker) carries this user attribute.
 ERROR_ATTR = "m6bench_error"
 
@@ -146,6 +148,7 @@ class _Objective:
         self.metric = plan.benchmark.valid_metric if "ranking" in plan.tasks else "rmse"
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self._check_budget(trial)
         if self.plan.model_spec.search_space is None:
             sampled: dict[str, Any] = {}
         else:
@@ -183,6 +186,23 @@ class _Objective:
             trial.set_user_attr(ERROR_ATTR, f"the run reported no valid {self.metric}")
             raise M6BenchError(f"trial {trial.number} reported no validation {self.metric}")
         return float(value)
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """Give way when finished trials plus older running ones already fill the budget.
+
+        Trial numbers are assigned atomically by the storage, so of two workers racing for
+        the last slot exactly one (the lower number) runs.
+        """
+        if self.spec.trials is None:
+            return
+        study = trial.study
+        counts = finished_counts(study)
+        older_running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                         if t.number < trial.number]
+        if counts["finished"] + len(older_running) >= self.spec.trials:
+            trial.set_user_attr("m6bench_skipped", "budget filled by other workers' trials")
+            study.stop()
+            raise _BudgetReached(f"trial {trial.number}: budget of {self.spec.trials} filled")
 
     def _sweep_info(self, trial: optuna.Trial) -> dict[str, Any]:
         return {"id": self.study_name, "trial": trial.number, "budget": self.spec.budget}
@@ -228,22 +248,38 @@ class _StopAtBudget:
             study.stop()
 
 
+class _BudgetReached(Exception):
+    """Other workers' running trials already fill the budget: this trial is not run."""
+
+
 def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
              report: Callable[[str], None]) -> None:
-    """Run trials until the study's budget is used (shared with any other workers)."""
-    optuna.storages.fail_stale_trials(study)
-    trials_left, time_left = _budget_left(study, spec)
-    if trials_left == 0 or time_left == 0:
-        return
+    """Run trials until the study's budget is used (shared with any other workers).
+
+    Trials other workers are running count towards the budget, so the study ends with
+    exactly the requested number of finished trials; while they run this worker waits, and
+    a dead worker's trial turns stale after the heartbeat grace period and is retried.
+    """
     objective = _Objective(spec, plan, study.study_name, report)
-    study.optimize(
-        objective,
-        n_trials=trials_left,
-        timeout=time_left,
-        catch=(M6BenchError, ConfigError),
-        callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials)],
-        gc_after_trial=True,
-    )
+    for _ in range(MAX_ROUNDS):
+        optuna.storages.fail_stale_trials(study)
+        trials_left, time_left = _budget_left(study, spec)
+        if trials_left == 0 or time_left == 0:
+            return
+        running = finished_counts(study)["running"]
+        if trials_left is not None and running >= trials_left:
+            time.sleep(WAIT_SECONDS)
+            continue
+        study.optimize(
+            objective,
+            n_trials=None if trials_left is None else trials_left - running,
+            timeout=time_left,
+            catch=(M6BenchError, ConfigError, _BudgetReached),
+            callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials)],
+            gc_after_trial=True,
+        )
+        if trials_left is None:
+            return  # a time budget: optimize ran until it was spent
 
 
 def _open_study(spec: SweepSpec, plan: RunPlan, storage: str, study_name: str) -> optuna.Study:

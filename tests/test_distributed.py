@@ -1,0 +1,103 @@
+"""Two processes share one study through a real PostgreSQL server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import optuna
+import pytest
+
+from m6bench._sweep import finished_counts, make_storage
+from m6bench_leaderboard import read_ledger
+
+
+def _pg_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server here (Debian package postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg", reason="psycopg (v3) is not installed (test extras)")
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser to drop to the postgres user")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    root = tempfile.mkdtemp(prefix="m6bench-pg-")
+    if as_postgres:
+        shutil.chown(root, user="postgres")
+    data = os.path.join(root, "data")
+    port = _free_port()
+
+    def pg(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*as_postgres, *args], capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+    out = pg(f"{bin_dir}/initdb", "-D", data, "--auth=trust", "-U", "postgres")
+    assert out.returncode == 0, out.stderr
+    out = pg(f"{bin_dir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l", f"{root}/log", "-o",
+             f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    assert out.returncode == 0, out.stderr + open(f"{root}/log").read()
+    try:
+        out = pg(f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                 "m6bench")
+        assert out.returncode == 0, out.stderr
+        yield f"postgresql://postgres@127.0.0.1:{port}/m6bench"
+    finally:
+        pg(f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_sweep_and_worker_share_a_postgres_study(postgres_url, tmp_path):
+    env = {**os.environ, "M6BENCH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    study = "shared-bpr"
+    trials = 10
+    common = ["--storage", postgres_url, "--quiet"]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
+         "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200", "--dataset-opt",
+         "n_items=120", "--trials", str(trials), "--seeds", "0", "--pruner", "none", "--set",
+         "epochs=10", "--study", study, "--ledger", str(tmp_path / "a.jsonl"), *common],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    storage = make_storage(postgres_url)
+    while time.monotonic() < deadline:
+        names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
+        if study in names:
+            break
+        time.sleep(0.5)
+    else:
+        sweep.kill()
+        pytest.fail("the sweep never created its study:\n" + (sweep.stdout.read() or ""))
+    worker = subprocess.run(
+        [sys.executable, "-m", "m6bench.cli", "worker", "--study", study, "--device", "cpu",
+         "--ledger", str(tmp_path / "b.jsonl"), *common],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    output, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, output
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+
+    counts = finished_counts(optuna.load_study(study_name=study, storage=storage))
+    assert counts["finished"] == trials and counts["running"] == 0
+    by_sweep = [r for r in read_ledger(tmp_path / "a.jsonl").records if r["kind"] == "trial"]
+    by_worker = [r for r in read_ledger(tmp_path / "b.jsonl").records if r["kind"] == "trial"]
+    assert by_worker, "the worker ran no trial"
+    assert len(by_sweep) + len(by_worker) == trials
+    assert {r["sweep_id"] for r in by_sweep + by_worker} == {study}
