@@ -322,7 +322,7 @@ def _slices(bench: PreparedBenchmark, outcome: TrainOutcome) -> dict[str, dict[s
     train_counts = torch.bincount(bench.train.users.cpu(), minlength=bench.train.n_users)
     cold = train_counts[ranking.users] == 0
     for name, chosen in (("warm-users", ~cold), ("cold-users", cold)):
-        if 0 < int(chosen.sum()) < cold.numel() or (name == "cold-users" and bool(cold.all())):
+        if bool(chosen.any()):
             slices[name] = {k: float(v[chosen].mean()) for k, v in ranking.per_user.items()
                             if k.endswith("@10")}
             slices[name]["users"] = int(chosen.sum())

@@ -147,14 +147,19 @@ def train_model(
         if progress is not None:
             progress.update(task, total=outcome.epochs, completed=outcome.epochs)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        outcome.best_epoch = outcome.epochs
-    started = time.perf_counter()
-    outcome.valid = evaluate_part(model, bench, "valid", tasks=tasks, batch_size=batch_size)
-    outcome.test = evaluate_part(model, bench, "test", tasks=tasks, batch_size=batch_size)
-    outcome.evaluate_seconds += time.perf_counter() - started
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            outcome.best_epoch = outcome.epochs
+        started = time.perf_counter()
+        evaluating = progress.add_task("evaluate", total=2) if progress is not None else None
+        outcome.valid = evaluate_part(model, bench, "valid", tasks=tasks, batch_size=batch_size)
+        if progress is not None:
+            progress.update(evaluating, advance=1, description="evaluate test")
+        outcome.test = evaluate_part(model, bench, "test", tasks=tasks, batch_size=batch_size)
+        if progress is not None:
+            progress.update(evaluating, advance=1)
+        outcome.evaluate_seconds += time.perf_counter() - started
     return outcome
 
 
