@@ -14,12 +14,14 @@ import torch
 from m6bench._dataset import Dataset
 from m6bench._model import TrainSet
 from m6bench._plugins import Catalog
-from m6bench._protocols import Split, deduplicate, kcore, load_or_cut
+from m6bench._protocols import Split, deduplicate, domain_index, kcore, load_or_cut
 from m6bench._specs import BenchmarkSpec, LoadContext
 from m6bench.errors import ProtocolError
 
-# CSR tensors are what we want for masks and propagation; torch labels them beta.
+# CSR tensors are what we want for masks and propagation; torch labels them beta, and our
+# tensors are built valid by construction, so its invariant checks are off on purpose.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 def csr_matrix(
@@ -190,10 +192,16 @@ def _to_device(
     if spec.candidates == "heldout":
         candidates_valid = _candidates(dataset.items[split.valid], n_items, device)
         candidates_test = _candidates(dataset.items[split.test], n_items, device)
+    elif spec.candidates.startswith("domain:"):
+        code = domain_index(dataset, spec.candidates.removeprefix("domain:"),
+                            f"Benchmark {spec.name!r} (candidates={spec.candidates!r})")
+        candidates_valid = candidates_test = _candidates(
+            dataset.items[dataset.domains == code], n_items, device)
     elif spec.candidates != "all":
         raise ProtocolError(
             f"Benchmark {spec.name!r} has candidates={spec.candidates!r}; use 'all' (full "
-            "ranking) or 'heldout' (rank only the items held out in the evaluated part)."
+            "ranking), 'heldout' (rank only the items held out in the evaluated part) or "
+            "'domain:NAME' (rank only the items with an interaction in domain NAME)."
         )
     return PreparedBenchmark(
         spec=spec,

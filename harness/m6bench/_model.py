@@ -139,10 +139,15 @@ class Recommender(torch.nn.Module, abc.ABC):
         return out
 
     def parameter_count(self) -> int:
-        """Number of trainable parameters plus fitted buffers (EASE's item matrix counts)."""
-        params = sum(p.numel() for p in self.parameters())
-        buffers = sum(b.numel() for b in self.buffers())
-        return int(params + buffers)
+        """Parameters plus fitted persistent buffers (EASE's item matrix counts).
+
+        Non-persistent buffers (caches of the training data kept for scoring) do not count;
+        a sparse tensor counts its stored values.
+        """
+        return int(sum(
+            t._nnz() if t.layout != torch.strided else t.numel()
+            for t in self.state_dict().values()
+        ))
 
 
 def numpy_seed_from(seed: int) -> np.random.Generator:
