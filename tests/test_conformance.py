@@ -1,0 +1,398 @@
+"""The conformance kit: every installed plugin passes it, and each broken rule is named.
+
+The broken plugins here are in-memory modules registered through ``load_catalog``, each
+breaking one rule on purpose, so every test shows that the kit catches that fault and says
+which plugin, which model or component, which rule, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import textwrap
+import types
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from m6bench import ComponentSpec, ModelSpec, Recommender, TrainSet, hookimpl, load_catalog
+from m6bench._benchmark import PreparedBenchmark
+from m6bench._hookdoc import BLOCKS, REGENERATE, render_guide, stale_blocks
+from m6bench._plugins import PluginFailureWarning
+from m6bench.testing import (
+    RULES,
+    ConformanceError,
+    ConformanceReport,
+    assert_plugin_conforms,
+    check_plugin,
+)
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "writing-a-plugin.md"
+MESSAGE = re.compile(r"plugin '(?P<plugin>[^']+)', (?P<subject>[^:]+): rule '(?P<rule>[a-z-]+)' "
+                     r"broken: (?P<what>.+?) Fix: (?P<fix>.+)")
+
+
+def _catalog(*plugins: tuple[str, object], entry_points: bool = False):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginFailureWarning)
+        return load_catalog(list(plugins), entry_points=entry_points)
+
+
+def _installed_plugins() -> list[str]:
+    return sorted(_catalog(entry_points=True).plugins)
+
+
+@pytest.fixture(scope="module")
+def installed_catalog():
+    return _catalog(entry_points=True)
+
+
+# =============================================================================== a good model
+class TinyMF(Recommender):
+    """A conforming model: dot product of user/item embeddings, one Adam step per epoch."""
+
+    iterative = True
+
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        dim = int(config["dim"])
+        self.users = torch.nn.Parameter(0.1 * torch.randn(train.n_users, dim))
+        self.items = torch.nn.Parameter(0.1 * torch.randn(train.n_items, dim))
+        self.to(train.device)
+
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]))
+        negatives = train.sample_negatives(train.n_interactions)
+        users = self.users[train.users]
+        positive = (users * self.items[train.items]).sum(-1)
+        negative = (users * self.items[negatives]).sum(-1)
+        loss = -torch.nn.functional.logsigmoid(positive - negative).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"bpr": float(loss)}
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users[users] @ self.items.T
+
+
+def _space(trial: Any) -> dict[str, Any]:
+    return {"dim": trial.suggest_categorical("dim", [4, 8]),
+            "lr": trial.suggest_float("lr", 1e-3, 1e-1, log=True)}
+
+
+def _model_plugin(name: str, model: type[Recommender] = TinyMF, *, search_space: Any = _space,
+                  defaults: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = ("ranking",),
+                  ) -> types.ModuleType:
+    module = types.ModuleType(f"plugin_{name.replace('-', '_')}")
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec(name, build=model, defaults=defaults or {"dim": 8, "lr": 0.05},
+                           search_space=search_space, tasks=tasks))
+
+    module.m6bench_register_models = m6bench_register_models
+    return module
+
+
+def _failures(plugin: str, module: types.ModuleType) -> list[re.Match[str]]:
+    """Check a broken in-memory plugin; return its failure lines, parsed."""
+    with pytest.raises(ConformanceError) as info:
+        check_plugin(plugin, catalog=_catalog((plugin, module)))
+    lines = [line.removeprefix("  - ") for line in str(info.value).splitlines()[1:]]
+    parsed = [MESSAGE.match(line) for line in lines]
+    assert all(parsed), f"a failure line does not name plugin, subject, rule and fix:\n{lines}"
+    assert all(m["plugin"] == plugin for m in parsed)
+    return parsed
+
+
+def _broken_rules(parsed: list[re.Match[str]]) -> set[str]:
+    return {m["rule"] for m in parsed}
+
+
+# =============================================================================== installed
+@pytest.mark.parametrize("plugin", _installed_plugins())
+def test_installed_plugin_passes_the_kit(plugin, installed_catalog):
+    report = check_plugin(plugin, catalog=installed_catalog, raise_on_failure=False)
+    assert report.ok, report.failure_text()
+
+
+def test_a_conforming_plugin_passes_every_rule():
+    catalog = _catalog(("good", _model_plugin("good-mf")))
+    report = check_plugin("good", catalog=catalog)
+    assert isinstance(report, ConformanceReport) and report.ok
+    checked = {rule for subject, rule in report.rules() if subject == "model 'good-mf'"}
+    assert checked == {"spec-fields", "model-builds", "fit-epoch", "score-shape", "evaluates",
+                       "determinism", "no-leak", "device-moves", "save-load", "search-space"}
+    assert ("model 'good-mf'", "predict-shape") in report.rules("skip")
+    assert "0 failed" in report.summary()
+
+
+# =============================================================================== acceptance
+class WrongShape(TinyMF):
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return (self.users[users] @ self.items.T)[:, :-1]  # drops the last item
+
+
+def test_wrong_output_shape_is_named():
+    parsed = _failures("broken-shape", _model_plugin("wrong-shape", WrongShape))
+    (failure,) = parsed
+    assert failure["rule"] == "score-shape" and failure["subject"] == "model 'wrong-shape'"
+    assert "expected (5, 40)" in failure["what"] and "(5, 39)" in failure["what"]
+    assert "train.n_items" in failure["fix"]
+
+
+def _benchmark_in_callers() -> PreparedBenchmark:
+    """What a leaking model does in spirit: find the held-out part somewhere it was not
+    handed (here, the caller's frames; in the wild, the dataset files or a module global)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        for value in frame.f_locals.values():
+            if isinstance(value, PreparedBenchmark):
+                return value
+        frame = frame.f_back
+    raise LookupError("no benchmark in the call stack")
+
+
+class Leaky(TinyMF):
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        self.register_buffer("peek", torch.zeros(train.n_items, device=train.device))
+
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        held_out = _benchmark_in_callers().test.truth.to_dense().sum(0)
+        self.peek.copy_(held_out)
+        return super().fit_epoch(train, epoch)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return super().score(users) + self.peek  # boosts the test items: a leak
+
+
+def test_score_that_leaks_held_out_items_is_named():
+    parsed = _failures("broken-leak", _model_plugin("leaky", Leaky))
+    assert _broken_rules(parsed) == {"no-leak"}
+    assert "held-out interactions" in parsed[0]["what"]
+    assert "TrainSet" in parsed[0]["fix"]
+
+
+@pytest.mark.parametrize("space, says", [
+    # a key no component takes
+    (lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-3, 1e-1)},
+     "'learning_rate', which no component of 'bad-space' accepts"),
+    # a value the model cannot be built with
+    (lambda trial: {"dim": trial.suggest_int("dim", -8, -1)}, "build(train, config)"),
+], ids=["unknown-key", "unbuildable-value"])
+def test_search_space_yielding_an_invalid_config_is_named(space, says):
+    parsed = _failures("broken-space", _model_plugin("bad-space", search_space=space))
+    assert _broken_rules(parsed) == {"search-space"}
+    assert says in parsed[0]["what"]
+
+
+def _install_fake_distribution(root: Path, dist: str, entry_name: str, module: str,
+                               source: str) -> None:
+    info = root / f"{dist}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[m6bench]\n{entry_name} = {module}\n")
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def test_import_error_is_named(tmp_path, monkeypatch):
+    _install_fake_distribution(tmp_path, "m6bench-broken-import", "broken-import",
+                               "m6bench_kit_broken_import",
+                               "import m6bench\nimport a_module_nobody_has_written\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConformanceError) as info:
+        check_plugin("broken-import", catalog=_catalog(entry_points=True))
+    message = str(info.value)
+    assert "plugin 'broken-import' (distribution m6bench-broken-import 1.2.3" in message
+    assert "plugin 'broken-import', package: rule 'imports' broken" in message
+    assert "ModuleNotFoundError" in message and "a_module_nobody_has_written" in message
+    assert "Fix: make the module importable" in message
+
+
+# =============================================================================== more rules
+class StrayTensor(TinyMF):
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        self.popularity = train.item_popularity.clone()  # a plain attribute: .to() misses it
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return super().score(users) + 0.0 * self.popularity
+
+
+class Unseeded(TinyMF):
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        seed = int.from_bytes(os.urandom(4), "little")  # not the run's seed
+        with torch.no_grad():
+            self.items.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(seed))
+
+
+class ForgetsState(TinyMF):
+    """Keeps fitted item bonuses in a plain Python list, which state_dict does not save."""
+
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        self.fitted = (torch.rand(self.n_items) > 0.5).tolist()
+        return super().fit_epoch(train, epoch)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        bonus = torch.tensor(getattr(self, "fitted", [False] * self.n_items), dtype=torch.float32)
+        return super().score(users) + bonus.to(users.device)
+
+
+class CountsExposure(TinyMF):
+    """Demotes items each time it recommends them: scoring changes the model."""
+
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        super().__init__(train, config)
+        self.register_buffer("exposure", torch.zeros(train.n_items, device=train.device))
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        scores = super().score(users) - 0.01 * self.exposure
+        self.exposure += torch.zeros_like(self.exposure).index_add_(
+            0, scores.topk(5, dim=1).indices.flatten(),
+            torch.ones(users.numel() * 5, device=users.device))
+        return scores
+
+
+class NanLoss(TinyMF):
+    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
+        return {"bpr": float("nan")}
+
+
+@pytest.mark.parametrize("model, rule, says", [
+    (StrayTensor, "device-moves", "self.popularity is a tensor held in plain attributes"),
+    (Unseeded, "determinism", "two builds under seed 0 scored differently"),
+    (ForgetsState, "save-load", "scores differ"),
+    (CountsExposure, "evaluates", "scores changed after the evaluator ran"),
+    (NanLoss, "fit-epoch", "loss 'bpr' is nan"),
+], ids=["stray-tensor", "unseeded", "forgets-state", "counts-exposure", "nan-loss"])
+def test_each_model_rule_names_its_fault(model, rule, says):
+    parsed = _failures("broken-model", _model_plugin("broken-model", model))
+    by_rule = {m["rule"]: m for m in parsed}
+    assert rule in by_rule, [m.group(0) for m in parsed]
+    assert says in by_rule[rule]["what"]
+    assert by_rule[rule]["fix"]
+
+
+def test_registration_hook_that_returns_specs_is_named():
+    module = types.ModuleType("returns_specs")
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec("returned-mf", build=TinyMF, defaults={"dim": 8, "lr": 0.05}))
+        return [ModelSpec("lost-mf", build=TinyMF)]
+
+    module.m6bench_register_models = m6bench_register_models
+    parsed = _failures("broken-returns", module)
+    assert _broken_rules(parsed) == {"hook-returns"}
+    assert parsed[0]["subject"] == "hook m6bench_register_models"
+
+
+def test_wrong_hook_signature_is_named():
+    module = types.ModuleType("bad_signature")
+
+    @hookimpl
+    def m6bench_register_models(register, options):
+        pass
+
+    module.m6bench_register_models = m6bench_register_models
+    parsed = _failures("broken-signature", module)
+    assert _broken_rules(parsed) == {"hook-signatures"}
+    assert "options" in parsed[0]["what"]
+
+
+class WideEncoder(torch.nn.Module):
+    def __init__(self, num: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(num, dim + 1)  # one too wide
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.embedding(index)
+
+
+def test_component_with_the_wrong_shape_is_named():
+    module = types.ModuleType("wide_encoder")
+
+    @hookimpl
+    def m6bench_register_encoders(register):
+        register(ComponentSpec("encoder", "too-wide", WideEncoder, {"num": 10, "dim": 4}))
+
+    module.m6bench_register_encoders = m6bench_register_encoders
+    parsed = _failures("broken-encoder", module)
+    assert _broken_rules(parsed) == {"component-shapes"}
+    assert parsed[0]["subject"] == "encoder 'too-wide'"
+    assert "expected (5, 4)" in parsed[0]["what"]
+
+
+def test_component_defaults_that_build_cannot_take_are_named():
+    module = types.ModuleType("bad_defaults")
+
+    @hookimpl
+    def m6bench_register_heads(register):
+        register(ComponentSpec("head", "typo-head", torch.nn.MSELoss, {"reductio": "mean"}))
+
+    module.m6bench_register_heads = m6bench_register_heads
+    parsed = _failures("broken-head", module)
+    assert _broken_rules(parsed) == {"spec-fields"}
+    assert "reductio" in parsed[0]["what"]
+
+
+def test_unknown_plugin_suggests_installed_names(installed_catalog):
+    with pytest.raises(ConformanceError, match=r"rule 'installed' broken: Unknown plugin "
+                                               r"'clasic'. Did you mean 'classic'"):
+        check_plugin("clasic", catalog=installed_catalog)
+
+
+def test_pytest_helper_fails_with_the_kit_message_only():
+    catalog = _catalog(("broken-shape", _model_plugin("wrong-shape", WrongShape)))
+    with pytest.raises(pytest.fail.Exception) as info:
+        assert_plugin_conforms("broken-shape", catalog=catalog)
+    assert "rule 'score-shape' broken" in str(info.value)
+    assert not info.value.pytrace
+
+
+def test_every_rule_is_documented_with_a_message():
+    assert all(text.endswith(".") and len(text) > 30 for text in RULES.values())
+
+
+# =============================================================================== the guide
+def test_guide_reference_is_generated_and_current():
+    text = GUIDE.read_text(encoding="utf-8")
+    stale = stale_blocks(text)
+    assert not stale, (f"{GUIDE} is out of date in its generated blocks {stale}: run "
+                       f"{REGENERATE}")
+    assert render_guide(text) == text
+
+
+def test_hook_reference_covers_every_hook_and_rule():
+    from m6bench import hookspecs
+
+    reference = BLOCKS["hook-reference"]()
+    missing = [n for n in dir(hookspecs) if n.startswith("m6bench_") and f"`{n}`" not in reference]
+    assert not missing, f"hooks missing from the generated reference: {missing}"
+    rules = BLOCKS["conformance-rules"]()
+    assert all(f"`{rule}`" in rules for rule in RULES)
+
+
+def test_stale_guide_is_detected():
+    text = GUIDE.read_text(encoding="utf-8")
+    edited = text.replace("#### `m6bench_register_models`", "#### `m6bench_register_model`")
+    assert stale_blocks(edited) == ["hook-reference"]
+    assert render_guide(edited) == text
+
+
+def test_command_line_prints_every_finding(capsys):
+    from m6bench.testing import main
+
+    assert main(["m6bench.builtin.components"]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out and "encoder 'id-embedding': rule 'component-shapes' holds" in out
+    assert main(["no-such-plugin"]) == 1
+    assert "rule 'installed' broken" in capsys.readouterr().out
