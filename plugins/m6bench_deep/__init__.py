@@ -1,0 +1,1 @@
+"""deep: NeuMF, DeepFM, Wide&Deep and Mult-VAE baselines."""

@@ -1,0 +1,1 @@
+"""m6-fusion: multimodal attention fusion with multi-task heads."""
