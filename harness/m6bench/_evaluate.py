@@ -108,21 +108,23 @@ class _RowLookup:
     """The non-zeros of a sparse CSR matrix, fetched for sorted batches of rows.
 
     The (row, column) pairs are expanded once per evaluation; a batch of ascending rows
-    then owns one contiguous slice of them, filtered by a row -> batch-position table.
+    then owns one contiguous slice of them, filtered by a row -> batch-position table
+    (-1 for rows outside the batch).
     """
 
     def __init__(self, matrix: torch.Tensor, position: torch.Tensor) -> None:
-        self.crow = matrix.crow_indices()
+        crow = matrix.crow_indices()
+        self.crow = crow.cpu().tolist()  # slice bounds on the host: no device sync per batch
         self.cols = matrix.col_indices()
-        counts = self.crow[1:] - self.crow[:-1]
+        counts = crow[1:] - crow[:-1]
         self.rows = torch.repeat_interleave(
             torch.arange(counts.numel(), device=counts.device), counts
         )
         self.position = position
 
-    def batch(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch row, column) of every non-zero in rows ``users`` (ascending)."""
-        low, high = int(self.crow[users[0]]), int(self.crow[users[-1] + 1])
+    def batch(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch row, column) of every non-zero in the batch's rows, ``first``..``last``."""
+        low, high = self.crow[first], self.crow[last + 1]
         batch_rows = self.position[self.rows[low:high]]
         keep = batch_rows >= 0
         return batch_rows[keep], self.cols[low:high][keep]
@@ -160,18 +162,22 @@ def evaluate_ranking(
     if candidates is not None:
         excluded_items = (~candidates.to(device)).nonzero(as_tuple=True)[0]
     # sorted (user * n_items + item) keys of the truth: hits are a binary search away
-    truth_lookup = _RowLookup(truth, torch.empty(0))
-    truth_keys = truth_lookup.rows * n_items + truth_lookup.cols
+    truth_crow = truth.crow_indices()
+    truth_rows = torch.repeat_interleave(torch.arange(truth.shape[0], device=device),
+                                         truth_crow[1:] - truth_crow[:-1])
+    truth_keys = truth_rows * n_items + truth.col_indices()
     position = torch.full((truth.shape[0],), -1, dtype=torch.long, device=device)
     mask_lookups = [_RowLookup(m.to(device), position) for m in masks]
     per_user: dict[str, list[torch.Tensor]] = {}
     top_lists: list[torch.Tensor] = []
-    for start in range(0, users.numel(), batch_size):
+    users_host = users.cpu().tolist()
+    for start in range(0, len(users_host), batch_size):
         batch = users[start : start + batch_size]
+        first, last = users_host[start], users_host[min(start + batch_size, len(users_host)) - 1]
         scores = score_fn(batch).to(device=device, dtype=torch.float32).clone()
         position[batch] = torch.arange(batch.numel(), device=device)
         for lookup in mask_lookups:
-            rows, cols = lookup.batch(batch)
+            rows, cols = lookup.batch(first, last)
             scores[rows, cols] = -torch.inf
         position[batch] = -1
         if excluded_items is not None:
@@ -184,12 +190,13 @@ def evaluate_ranking(
             hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
         values = ranking_metrics(hits, n_relevant_all[batch], ks)
         for name, value in values.items():
-            per_user.setdefault(name, []).append(value.cpu())
-        top_lists.append(top.cpu())
-    recommended = torch.cat(top_lists) if top_lists else torch.empty(0, max_k, dtype=torch.long)
+            per_user.setdefault(name, []).append(value)
+        top_lists.append(top)
+    recommended = (torch.cat(top_lists).cpu() if top_lists
+                   else torch.empty(0, max_k, dtype=torch.long))
     result = RankingResult(
         users=users.cpu(),
-        per_user={name: torch.cat(parts) for name, parts in per_user.items()},
+        per_user={name: torch.cat(parts).cpu() for name, parts in per_user.items()},
         recommended=recommended,
     )
     result.beyond = beyond_accuracy(recommended, ks, n_items, item_popularity.cpu(), n_train_users)
