@@ -246,5 +246,34 @@ def benchmarks() -> None:
                                        "valid metric"], tablefmt="github"))
 
 
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", default=None, metavar="PATH",
+              help="Folder to create (default: ./m6bench-NAME); must be new or empty.")
+def new_plugin(name: str, directory: str | None) -> None:
+    """Scaffold a plugin package NAME: one working model, its tests, a README."""
+    from m6bench._scaffold import create_plugin
+
+    catalog = _catalog()
+    taken = set(catalog.plugins)
+    for family in ("models", "encoders", "fusions", "heads"):
+        taken.update(getattr(catalog, family).names())
+    scaffold = create_plugin(name, directory, taken=taken)
+    click.echo(f"Created plugin {scaffold.name!r} in {scaffold.path} (distribution "
+               f"{scaffold.distribution}, package {scaffold.package}, model {scaffold.name!r}).")
+    click.echo("Next steps:")
+    for command in scaffold.next_steps():
+        click.echo(f"  {command}")
+    click.echo("Then change the model in src/" + scaffold.package + "/model.py and keep its "
+               "tests green; the guide is docs/writing-a-plugin.md.")
+
+
+from m6bench._cli_results import board, leaderboard, reproduce  # noqa: E402
+
+main.add_command(board)
+main.add_command(leaderboard)
+main.add_command(reproduce)
+
+
 if __name__ == "__main__":
     main()

@@ -51,6 +51,8 @@ class RunRecord(TypedDict, total=False):
     software: dict[str, Any]  # python, torch, cuda, m6bench and plugin versions, platform
     git: dict[str, Any]  # commit, dirty
     command: list[str]  # the exact command line (argv)
+    reproduces: str  # on a reproduction run: the run_id it re-ran
+    board: dict[str, Any]  # on a board's failure record: board name and source file
     started_at: str  # ISO 8601 UTC
     ended_at: str  # ISO 8601 UTC
 

@@ -1,0 +1,227 @@
+"""Run a board: every benchmark x model of a board file, tuned and finalised, idempotently.
+
+For each row the ledger is checked first: when ok final runs already exist for the same
+benchmark version, plugin version, budget and fixed config keys, with every seed the board
+asks for, the row is skipped.  Otherwise the row's sweep runs (an Optuna study named after
+the row, so a killed board resumes where it stopped, and finals skip recorded seeds).  A
+row that fails is reported and recorded, and the board goes on with the next row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from m6bench._plugins import Catalog, load_catalog
+from m6bench._run import default_ledger
+from m6bench._sweep import SweepSpec, sweep
+from m6bench.errors import ConfigError, M6BenchError, PluginError
+from m6bench_leaderboard import SCHEMA_VERSION, append_record, read_records
+from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, load_board
+
+STATUSES = ("skipped", "done", "incomplete", "failed", "pending")
+
+
+@dataclass
+class BoardRowResult:
+    """What happened to one benchmark x model row of a board."""
+
+    benchmark: str
+    plugin: str
+    model: str
+    status: str  # one of STATUSES
+    finals: int  # ok final seeds recorded for the row after this run
+    seeds: int  # final seeds the board asks for
+    seconds: float
+    study: str | None = None
+    message: str = ""
+
+
+def _board(board: BoardSpec | str | os.PathLike[str]) -> BoardSpec:
+    if isinstance(board, BoardSpec):
+        return board
+    try:
+        return load_board(board)
+    except BoardError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def check_names(board: BoardSpec, catalog: Catalog) -> None:
+    """Fail before running anything when a benchmark, plugin or model name is unknown.
+
+    A plugin that is installed but failed to load is not an error here: its rows fail
+    (reported and recorded) and the others run.
+    """
+    for name in board.benchmarks:
+        if name not in catalog.benchmarks:
+            try:
+                catalog.benchmarks.get(name)
+            except M6BenchError as exc:
+                raise ConfigError(f"Board file {board.source}: board.benchmarks: {exc} "
+                                  "See `m6bench benchmarks`.") from exc
+    for index, entry in enumerate(board.models):
+        info = catalog.plugins.get(entry.plugin)
+        if info is not None and not info.ok:
+            continue
+        try:
+            catalog.model(entry.plugin, entry.model)
+        except PluginError as exc:
+            key = "plugin" if info is None else "model"
+            raise ConfigError(f"Board file {board.source}: models[{index}].{key}: {exc} "
+                              "See `m6bench models`.") from exc
+
+
+def study_name(entry: BoardModel, benchmark: str, benchmark_version: str,
+               plugin_version: str) -> str:
+    """The row's Optuna study: the sweep's name plus the plugin version and fixed keys."""
+    spec = SweepSpec(plugin=entry.plugin, model=entry.model, benchmark=benchmark,
+                     trials=entry.budget.trials, timeout=entry.budget.timeout_s)
+    name = f"{spec.study_name(benchmark_version)}:v{plugin_version}"
+    if entry.overrides:
+        name += f":set-{entry.overrides_hash()}"
+    return name
+
+
+def recorded_seeds(records: Iterable[Mapping[str, Any]], entry: BoardModel, benchmark: str,
+                   benchmark_version: str, plugin_version: str) -> set[int]:
+    """Seeds of ok finals that already satisfy the row: same versions, budget and keys."""
+    seeds = set()
+    for record in records:
+        if record.get("kind") != "final" or record.get("status") != "ok":
+            continue
+        bench, plugin = record.get("benchmark") or {}, record.get("plugin") or {}
+        if (bench.get("name") != benchmark or bench.get("version") != benchmark_version
+                or plugin.get("name") != entry.plugin or plugin.get("version") != plugin_version
+                or record.get("model") != entry.model):
+            continue
+        budget = (record.get("sweep") or {}).get("budget") or {}
+        if (budget.get("trials") != entry.budget.trials
+                or budget.get("timeout_s") != entry.budget.timeout_s
+                or budget.get("pruner", entry.budget.pruner) != entry.budget.pruner
+                or budget.get("sampler_seed", 0) != entry.budget.sampler_seed):
+            continue
+        config = record.get("config") or {}
+        if any(config.get(key) != value for key, value in entry.overrides.items()):
+            continue
+        seeds.add(int(record["seed"]))
+    return seeds
+
+
+def _record_failure(ledger: Path, board: BoardSpec, entry: BoardModel, benchmark: str,
+                    benchmark_version: str, study: str | None, catalog: Catalog,
+                    exc: BaseException) -> None:
+    info = catalog.plugins.get(entry.plugin)
+    now = datetime.now(timezone.utc).isoformat()
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": uuid.uuid4().hex,
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}",
+        "kind": "final",
+        "sweep_id": study,
+        "benchmark": {"name": benchmark, "version": benchmark_version},
+        "plugin": {"name": entry.plugin,
+                   "distribution": info.distribution if info else None,
+                   "version": info.version if info else None},
+        "model": entry.model,
+        "config": dict(entry.overrides),
+        "seed": 0,
+        "metrics": {},
+        "board": {"name": board.name, "source": board.source},
+        "command": list(sys.argv),
+        "started_at": now,
+        "ended_at": now,
+    }
+    if not isinstance(exc, M6BenchError):
+        record["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
+    append_record(ledger, record)
+
+
+def run_board(
+    board: BoardSpec | str | os.PathLike[str],
+    *,
+    ledger: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    storage: str | None = None,
+    dry_run: bool = False,
+    catalog: Catalog | None = None,
+    report: Callable[[str], None] = lambda line: None,
+) -> list[BoardRowResult]:
+    """Run what is missing of a board; return one result per benchmark x model row."""
+    board = _board(board)
+    catalog = catalog or load_catalog()
+    check_names(board, catalog)
+    ledger_path = Path(ledger) if ledger else default_ledger()
+    results = []
+    rows = board.rows()
+    for position, (benchmark, entry) in enumerate(rows, start=1):
+        started = time.perf_counter()
+        label = f"[{position}/{len(rows)}] {benchmark} x {entry.label}"
+        seeds = entry.budget.seeds
+        benchmark_version = catalog.benchmarks.get(benchmark).version
+        info = catalog.plugins.get(entry.plugin)
+        plugin_version = info.version if info else "?"
+        study = study_name(entry, benchmark, benchmark_version, plugin_version)
+        done = recorded_seeds(read_records(ledger_path).records, entry, benchmark,
+                              benchmark_version, plugin_version)
+        result = BoardRowResult(benchmark, entry.plugin, entry.model, "skipped",
+                                len(done & set(range(seeds))), seeds, 0.0, study)
+        if set(range(seeds)) <= done:
+            result.message = f"already recorded: {seeds} final seeds"
+            report(f"{label}: skipped, {result.message}")
+            results.append(result)
+            continue
+        if dry_run:
+            result.status = "pending"
+            result.message = (f"would run: {entry.budget.trials or '-'} trials, "
+                              f"{seeds - result.finals} final seeds missing")
+            report(f"{label}: {result.message}")
+            results.append(result)
+            continue
+        report(f"{label}: running sweep {study} ({entry.budget.trials or '-'} trials, "
+               f"{seeds} final seeds)")
+        try:
+            outcome = sweep(
+                entry.plugin, model=entry.model, benchmark=benchmark,
+                trials=entry.budget.trials, timeout=entry.budget.timeout_s, seeds=seeds,
+                storage=storage, study_name=study, pruner=entry.budget.pruner,
+                sampler_seed=entry.budget.sampler_seed, overrides=dict(entry.overrides),
+                device=device, ledger=ledger_path, catalog=catalog,
+                report=lambda line, label=label: report(f"{label}: {line}"),
+            )
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a failing model must not stop the board
+            _record_failure(ledger_path, board, entry, benchmark, benchmark_version, study,
+                            catalog, exc)
+            result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
+            result.seconds = time.perf_counter() - started
+            report(f"{label}: FAILED ({info.distribution if info else '?'} "
+                   f"{plugin_version}): {result.message}; recorded in {ledger_path}")
+            results.append(result)
+            continue
+        finals = {int(r["seed"]) for r in outcome.finals} & set(range(seeds))
+        result.finals = len(finals)
+        result.seconds = time.perf_counter() - started
+        if len(finals) == seeds:
+            result.status = "done"
+            result.message = f"{seeds} final seeds, best valid {outcome.best_value}"
+        elif outcome.best_value is None:
+            result.status = "failed"
+            result.message = (f"no trial completed ({outcome.counts}); the failed trials are "
+                              f"recorded in {ledger_path}")
+        else:
+            result.status = "incomplete"
+            result.message = (f"{len(finals)} of {seeds} final seeds ok; the failed ones are "
+                              f"recorded in {ledger_path}")
+        report(f"{label}: {result.status}, {result.message} ({result.seconds:.0f}s)")
+        results.append(result)
+    return results

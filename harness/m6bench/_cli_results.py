@@ -1,0 +1,202 @@
+"""The results commands: ``board run``, ``leaderboard build|show`` and ``reproduce``.
+
+Registered into :data:`m6bench.cli.main`; the leaderboard itself is built by
+:mod:`m6bench_leaderboard` from the ledger alone (it imports nothing of the harness).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from tabulate import tabulate
+
+from m6bench.errors import ConfigError
+
+LEDGER_HELP = "Ledger file (default m6bench-runs/ledger.jsonl or $M6BENCH_LEDGER)."
+
+
+def _ledger(ledger: str | None) -> Path:
+    from m6bench._run import default_ledger
+
+    return Path(ledger) if ledger else default_ledger()
+
+
+def _load_board(path: str | None) -> Any:
+    if path is None:
+        return None
+    from m6bench_leaderboard import BoardError, load_board
+
+    try:
+        return load_board(path)
+    except BoardError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _reporter(quiet: bool) -> Any:
+    if quiet:
+        return lambda line: None
+    return lambda line: click.echo(line, err=True)
+
+
+# ============================================================================== board
+@click.group()
+def board() -> None:
+    """Board specs: benchmarks x models x budget x seeds, run idempotently."""
+
+
+@board.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--ledger", default=None, help=LEDGER_HELP)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--storage", default=None,
+              help="Optuna RDB URL (default: SQLite beside the ledger).")
+@click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
+@click.option("--allow-failures", is_flag=True,
+              help="Exit 0 even when a row failed (it is still reported and recorded).")
+@click.option("--quiet", is_flag=True, help="No per-trial lines.")
+def board_run(file: str, ledger: str | None, device: str, storage: str | None, dry_run: bool,
+              allow_failures: bool, quiet: bool) -> None:
+    """Run what is missing of the board FILE; rows already recorded are skipped.
+
+    Safe to re-run after a crash: sweeps resume and recorded final seeds are kept.  A row
+    that fails is reported and recorded, and the board goes on; the exit code is 1 when a
+    row failed or is incomplete (0 with --allow-failures).
+    """
+    from m6bench._board import run_board
+    from m6bench.cli import _catalog
+
+    spec = _load_board(file)
+    ledger_path = _ledger(ledger)
+    click.echo(f"board {spec.name} ({spec.source}): {len(spec.rows())} rows, ledger "
+               f"{ledger_path}")
+    results = run_board(spec, ledger=ledger_path, device=device, storage=storage,
+                        dry_run=dry_run, catalog=_catalog(), report=_reporter(quiet))
+    rows = [[r.benchmark, f"{r.plugin}/{r.model}", r.status, f"{r.finals}/{r.seeds}",
+             f"{r.seconds:.0f}", r.message[:90]] for r in results]
+    click.echo(tabulate(rows, headers=["benchmark", "model", "status", "finals", "seconds",
+                                       "note"], tablefmt="github"))
+    bad = [r for r in results if r.status in ("failed", "incomplete")]
+    if bad:
+        click.secho(f"{len(bad)} of {len(results)} rows failed or are incomplete: "
+                    + ", ".join(f"{r.benchmark} x {r.plugin}/{r.model}" for r in bad)
+                    + f". Their failures are recorded in {ledger_path}; re-run the same "
+                    "command to retry them.", fg="yellow", err=True)
+        if not allow_failures:
+            sys.exit(1)
+
+
+@board.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def board_check(file: str) -> None:
+    """Validate the board FILE: format, benchmark, plugin and model names."""
+    from m6bench._board import check_names
+    from m6bench.cli import _catalog
+
+    spec = _load_board(file)
+    check_names(spec, _catalog())
+    click.echo(f"board {spec.name} ({spec.source}) is valid: {len(spec.benchmarks)} "
+               f"benchmarks x {len(spec.models)} models = {len(spec.rows())} rows.")
+
+
+# ======================================================================== leaderboard
+@click.group()
+def leaderboard() -> None:
+    """The leaderboard: a pure function of the ledger (and a board spec)."""
+
+
+@leaderboard.command("build")
+@click.option("--ledger", default=None, help=LEDGER_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the static site (new, empty, or a previous site).")
+@click.option("--board", "board_file", default=None, type=click.Path(dir_okay=False),
+              help="A board file: show only its benchmarks and models, with its metrics.")
+def leaderboard_build(ledger: str | None, out: str, board_file: str | None) -> None:
+    """Build the static leaderboard site (HTML, inline SVG plots, results.json)."""
+    from m6bench_leaderboard import SiteError, build_site
+
+    ledger_path = _ledger(ledger)
+    if not ledger_path.exists():
+        raise ConfigError(f"Ledger {ledger_path} does not exist; pass --ledger PATH or run "
+                          "`m6bench board run leaderboard/board.toml` first.")
+    try:
+        report = build_site(ledger_path, out, board=_load_board(board_file))
+    except SiteError as exc:
+        raise ConfigError(str(exc)) from exc
+    for number, why in report.skipped[:5]:
+        click.secho(f"warning: {ledger_path} line {number} skipped: {why}", fg="yellow",
+                    err=True)
+    click.echo(f"built {report.out}/index.html: {report.benchmarks} benchmarks, {report.rows} "
+               f"model rows, {report.runs} run pages from {report.records} records"
+               + (f" ({len(report.skipped)} lines skipped)" if report.skipped else ""))
+
+
+@leaderboard.command("show")
+@click.option("--ledger", default=None, help=LEDGER_HELP)
+@click.option("--board", "board_file", default=None, type=click.Path(dir_okay=False),
+              help="A board file: show only its benchmarks and models.")
+@click.option("--benchmark", default=None, help="Only this benchmark.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              type=click.Choice(["table", "markdown", "json"]))
+def leaderboard_show(ledger: str | None, board_file: str | None, benchmark: str | None,
+                     fmt: str) -> None:
+    """Print the leaderboard as a terminal table, Markdown, or JSON."""
+    from m6bench_leaderboard import build_leaderboard, read_records, render_leaderboard
+
+    ledger_path = _ledger(ledger)
+    loaded = read_records(ledger_path)
+    data = build_leaderboard(loaded.records, _load_board(board_file), source=str(ledger_path),
+                             skipped=len(loaded.skipped))
+    click.echo(render_leaderboard(data, fmt, benchmark=benchmark))
+
+
+# ========================================================================== reproduce
+def _value(value: float | None) -> str:
+    return "-" if value is None else repr(value)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--ledger", default=None, help=LEDGER_HELP + " A run's .jsonl record file "
+              "from the leaderboard site works too.")
+@click.option("--tolerance", default=None, type=float,
+              help="Largest absolute difference allowed per metric (default: 0, exact, on "
+                   "CPU; 1e-3 when either run is on a GPU).")
+@click.option("--device", default=None,
+              help="Device of the reproduction (default: the record's, else the CPU).")
+@click.option("--no-record", is_flag=True, help="Do not append the reproduction to the ledger.")
+def reproduce(run_id: str, ledger: str | None, tolerance: float | None, device: str | None,
+              no_record: bool) -> None:
+    """Re-run the ledger record RUN_ID (benchmark, plugin, config, seed) and compare.
+
+    Prints recorded against reproduced metrics; exits 1 when one differs by more than the
+    tolerance.
+    """
+    from m6bench._reproduce import reproduce as run_reproduce
+    from m6bench.cli import _catalog
+
+    result = run_reproduce(run_id, ledger=_ledger(ledger), tolerance=tolerance, device=device,
+                           record=not no_record, catalog=_catalog())
+    old, new = result.record, result.reproduction
+    click.echo(f"run {old['run_id']}: {old['plugin'].get('name')}/{old['model']} on "
+               f"{old['benchmark'].get('name')} (version {old['benchmark'].get('version')}), "
+               f"seed {old['seed']}, recorded on {old.get('device')}; reproduced on "
+               f"{new.get('device')} as run {new['run_id']}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    rows = [[c.split, c.metric, _value(c.recorded), _value(c.reproduced),
+             "-" if c.difference is None else f"{c.difference:.3g}", "ok" if c.ok else "DIFFERS"]
+            for c in result.comparisons]
+    click.echo(tabulate(rows, headers=["split", "metric", "recorded", "reproduced", "|diff|",
+                                       ""], tablefmt="github", disable_numparse=True))
+    exact = "exact" if result.tolerance == 0 else f"tolerance {result.tolerance:g}"
+    if result.ok:
+        click.echo(f"reproduced: all {len(rows)} metrics match ({exact}).")
+        return
+    bad = result.mismatches
+    click.secho(f"NOT reproduced: {len(bad)} of {len(rows)} metrics differ beyond the "
+                f"{exact}: " + ", ".join(f"{c.split}/{c.metric}" for c in bad[:8]), fg="red",
+                err=True)
+    sys.exit(1)

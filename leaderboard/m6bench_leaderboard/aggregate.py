@@ -1,0 +1,631 @@
+"""From ledger records to leaderboard rows: finals per (benchmark, model), statistics.
+
+Everything here is a pure function of the records (and an optional board spec):
+
+* :func:`read_records` reads a ledger fast (a trial's per-user values are skipped unparsed);
+* :func:`mean_ci` is the mean and the half-width of its 95% confidence interval over the
+  final seeds (Student's t with n - 1 degrees of freedom);
+* :func:`paired_values` pairs two models' per-user test values by (seed, user id), and
+  :func:`paired_pvalue` tests them (Wilcoxon signed-rank, or a paired t-test);
+* :func:`holm` is Holm's step-down correction (Holm, Scand. J. Statist. 1979) across the
+  models compared with the best one;
+* :func:`build_leaderboard` assembles the JSON-ready structure the site, ``results.json``
+  and ``m6bench leaderboard show`` all render.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from m6bench_leaderboard.board import DEFAULT_METRICS, BoardSpec
+from m6bench_leaderboard.schema import REQUIRED, SCHEMA_VERSION, STATUSES
+
+RESULTS_VERSION = 1
+LOWER_IS_BETTER = ("rmse", "mae", "logloss", "gini")
+# a run id or other name safe to use as a file name as it is
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+_FINAL = re.compile(rb'"kind"\s*:\s*"final"')
+# The per-user values of a record written by the ledger (compact JSON) hold only lists of
+# numbers: a flat object, cut out before parsing records that need none.
+_PER_USER = b',"per_user":{'
+
+
+# ============================================================================ reading
+@dataclass
+class LoadedRecords:
+    """Records read from a ledger (per-user values kept on finals only), and skipped lines.
+
+    ``lines`` holds the exact ledger line of each final run, by run id.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    lines: dict[str, bytes] = field(default_factory=dict)
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_top_level(record: Mapping[str, Any]) -> str | None:
+    for key, kind in REQUIRED.items():
+        value = record.get(key)
+        if key not in record:
+            return f"record has no {key!r} key"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"record key {key!r} is a {type(value).__name__}, expected {kind}"
+    if record["status"] not in STATUSES:
+        return f"record status {record['status']!r} is not one of {STATUSES}"
+    if record["schema_version"] > SCHEMA_VERSION:
+        return f"record schema_version {record['schema_version']} is newer than this reader"
+    return None
+
+
+def _is_final(text: bytes) -> bool:
+    if b'"kind":"final"' in text:
+        return True
+    return b'"final"' in text and _FINAL.search(text) is not None
+
+
+def _without_per_user(text: bytes) -> bytes:
+    """``text`` without its ``"per_user"`` object, when it is the flat one the ledger writes."""
+    start = text.find(_PER_USER)
+    if start < 0:
+        return text
+    body = start + len(_PER_USER)
+    end = text.find(b"}", body)
+    if end < 0 or text.find(b"{", body, end) >= 0 or text.find(b'"', body, end) < 0:
+        return text  # not the flat object of lists: parse it all
+    return text[:start] + text[end + 1:]
+
+
+try:  # an optional, faster parser (a dependency of the test extras); same results
+    import orjson
+
+    def _loads(text: bytes) -> Any:
+        return orjson.loads(text)  # refuses NaN and infinities, like the ledger
+except ImportError:  # pragma: no cover - depends on the environment
+    def _loads(text: bytes) -> Any:
+        return json.loads(text, parse_constant=_reject_constant)
+
+
+def read_records(path: str | os.PathLike[str]) -> LoadedRecords:
+    """Every record of a ledger that the leaderboard can use, in append order.
+
+    Like :func:`m6bench_leaderboard.read_ledger` (torn, non-JSON and invalid lines are
+    skipped and listed), but built for big ledgers: only final runs keep their per-user
+    values, and records are checked at the top level (JSON itself cannot hold anything
+    else once NaN and infinities are refused).
+    """
+    loaded = LoadedRecords()
+    path = Path(path)
+    if not path.exists():
+        return loaded
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = raw.strip()
+            if not text:
+                continue
+            short = _without_per_user(text)
+            final = _is_final(short)  # "kind" is never inside the per-user values
+            try:
+                record = _loads(text if final else short)
+            except (ValueError, UnicodeDecodeError) as exc:  # orjson's error is a ValueError
+                torn = "" if raw.endswith(b"\n") else " (torn: no newline, a writer was killed)"
+                loaded.skipped.append((number, f"not JSON{torn}: {exc}"))
+                continue
+            problem = (_check_top_level(record) if isinstance(record, dict)
+                       else "a line is not a JSON object")
+            if problem:
+                loaded.skipped.append((number, problem))
+                continue
+            loaded.records.append(record)
+            if final:
+                loaded.lines[str(record["run_id"])] = text
+    return loaded
+
+
+# ========================================================================= statistics
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None,
+                                                                        float | None]:
+    """Mean and the half-width of its ``confidence`` interval (t distribution, n - 1 df).
+
+    One value has no interval (``None``); no values give ``(None, None)``.
+    """
+    data = np.asarray([v for v in values if v is not None], dtype=float)
+    if data.size == 0:
+        return None, None
+    mean = float(data.mean())
+    if data.size < 2:
+        return mean, None
+    sem = float(data.std(ddof=1)) / math.sqrt(data.size)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=data.size - 1)) * sem
+    return mean, half
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order.
+
+    Sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j)); a
+    hypothesis is rejected at family-wise level alpha when its adjusted p is <= alpha.
+    """
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.split("@", 1)[0].lower() in LOWER_IS_BETTER
+
+
+def _user_keys(record: Mapping[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    per_user = record.get("per_user")
+    if not isinstance(per_user, Mapping):
+        return None
+    users, values = per_user.get("users"), per_user.get(metric)
+    if not isinstance(users, list) or not isinstance(values, list) or len(users) != len(values):
+        return None
+    try:
+        user_ids = np.asarray(users, dtype=np.int64)
+        data = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    seed = int(record.get("seed", 0))
+    return (np.int64(seed) << np.int64(32)) + user_ids, data
+
+
+def per_user_table(records: Sequence[Mapping[str, Any]],
+                   metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Keys ((seed << 32) + user id), sorted, and values of ``metric`` over the records.
+
+    ``None`` when a record has no per-user values of the metric.
+    """
+    keys, values = [], []
+    for record in records:
+        table = _user_keys(record, metric)
+        if table is None:
+            return None
+        keys.append(table[0])
+        values.append(table[1])
+    if not keys:
+        return None
+    all_keys, all_values = np.concatenate(keys), np.concatenate(values)
+    order = np.argsort(all_keys, kind="stable")
+    all_keys, all_values = all_keys[order], all_values[order]
+    unique = np.ones(all_keys.size, dtype=bool)
+    unique[1:] = all_keys[1:] != all_keys[:-1]
+    return all_keys[unique], all_values[unique]
+
+
+def paired_values(a: tuple[np.ndarray, np.ndarray],
+                  b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The values of two per-user tables at the (seed, user) keys both have (not NaN)."""
+    _, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
+    x, y = a[1][ia], b[1][ib]
+    keep = ~(np.isnan(x) | np.isnan(y))
+    return x[keep], y[keep]
+
+
+def paired_pvalue(x: np.ndarray, y: np.ndarray, test: str = "wilcoxon") -> float | None:
+    """Two-sided p-value of a paired test of x against y (``None``: fewer than 2 pairs).
+
+    Identical samples give 1.0.  ``wilcoxon`` is scipy's signed-rank test (zero
+    differences dropped); ``ttest`` is scipy's paired t-test.
+    """
+    if x.size < 2:
+        return None
+    diff = x - y
+    if not np.any(diff):
+        return 1.0
+    if test == "wilcoxon":
+        result = stats.wilcoxon(x, y)
+    elif test == "ttest":
+        if np.all(diff == diff[0]):  # no variance: a constant shift is certain
+            return 0.0
+        result = stats.ttest_rel(x, y)
+    else:
+        raise ValueError(f"unknown paired test {test!r}; use wilcoxon or ttest")
+    p = float(result.pvalue)
+    return p if math.isfinite(p) else None
+
+
+# ======================================================================== leaderboard
+def _text(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    numbers = [v for v in (_number(x) for x in values) if v is not None]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+def _when(record: Mapping[str, Any]) -> str:
+    return _text(record.get("ended_at")) or _text(record.get("started_at"))
+
+
+def safe_name(text: str) -> str:
+    """``text`` itself when it is a safe file name, else a slug plus a short hash."""
+    if SAFE_NAME.match(text):
+        return text
+    import hashlib
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:40] or "x"
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def _assignment(key: str, value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = None
+        text = json.dumps(value) if (parsed is not None or value.lower() in ("true", "false")
+                                     or value != value.strip()) else value
+    else:
+        text = json.dumps(value, sort_keys=True)
+    return shlex.quote(f"{key}={text}")
+
+
+def reproduce_commands(record: Mapping[str, Any]) -> dict[str, str]:
+    """Copy-paste commands: reproduce from the record file, and the equivalent plain run."""
+    run_id = _text(record.get("run_id"))
+    name = safe_name(run_id)
+    plugin = _text(record.get("plugin", {}).get("name"))
+    benchmark = record.get("benchmark", {})
+    parts = ["m6bench", "run", "--plugin", shlex.quote(plugin), "--model",
+             shlex.quote(_text(record.get("model"))), "--benchmark",
+             shlex.quote(_text(benchmark.get("name"))), "--seed", str(record.get("seed", 0))]
+    spec = benchmark.get("spec") if isinstance(benchmark.get("spec"), Mapping) else {}
+    for key, value in sorted((spec.get("dataset_options") or {}).items()):
+        parts += ["--dataset-opt", _assignment(key, value)]
+    for key, value in sorted((record.get("config") or {}).items()):
+        parts += ["--set", _assignment(key, value)]
+    device = _text(record.get("device"), "cpu")
+    parts += ["--device", shlex.quote(device)]
+    return {
+        "reproduce": f"m6bench reproduce {shlex.quote(run_id)} --ledger {name}.jsonl",
+        "run": " ".join(parts),
+    }
+
+
+@dataclass
+class _Group:
+    """Finals of one (benchmark, version, plugin, model, sweep)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def latest(self) -> str:
+        return max(_when(r) for r in self.records)
+
+
+def _budget_matches(record: Mapping[str, Any], board: BoardSpec | None, benchmark: str,
+                    plugin: str, model: str) -> bool:
+    if board is None:
+        return True
+    for name, entry in board.rows():
+        if name != benchmark or entry.plugin != plugin or entry.model != model:
+            continue
+        budget = (record.get("sweep") or {}).get("budget") or {}
+        wanted = entry.budget
+        config = record.get("config") or {}
+        return (budget.get("trials") == wanted.trials
+                and budget.get("timeout_s") == wanted.timeout_s
+                and all(config.get(k) == v for k, v in entry.overrides.items()))
+    return False
+
+
+def _default_metrics(spec: Mapping[str, Any], available: set[str]) -> list[str]:
+    primary = _text(spec.get("valid_metric"), "ndcg@10")
+    wanted = [primary, *DEFAULT_METRICS]
+    if "ranking" not in (spec.get("tasks") or ["ranking"]):
+        wanted = ["rmse", "mae"]
+    chosen = [m for m in dict.fromkeys(wanted) if m in available]
+    return chosen or sorted(available)[:4]
+
+
+def _pareto(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """Which (cost, quality) points no other point beats on both (lower cost, higher q)."""
+    flags = []
+    for i, (cost, quality) in enumerate(points):
+        dominated = any(
+            c <= cost and q >= quality and (c < cost or q > quality)
+            for j, (c, q) in enumerate(points) if j != i
+        )
+        flags.append(not dominated)
+    return flags
+
+
+def _sweep_history(trials: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
+    history = []
+    for record in sorted(trials, key=lambda r: ((r.get("sweep") or {}).get("trial", 0) or 0,
+                                                _when(r))):
+        sweep = record.get("sweep") or {}
+        history.append({
+            "trial": sweep.get("trial"),
+            "status": record.get("status"),
+            "value": _number(((record.get("metrics") or {}).get("valid") or {}).get(metric)),
+            "run_id": record.get("run_id"),
+            "config": record.get("config"),
+            "seconds": _number((record.get("timings") or {}).get("total")),
+            "error": record.get("error"),
+        })
+    return history
+
+
+def _run_view(record: Mapping[str, Any]) -> dict[str, Any]:
+    view = {k: v for k, v in record.items() if k not in ("per_user", "traceback")}
+    view["file"] = safe_name(_text(record.get("run_id")))
+    view["commands"] = reproduce_commands(record)
+    return view
+
+
+def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
+         trials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    by_seed: dict[int, dict[str, Any]] = {}
+    for record in sorted(group, key=_when):
+        by_seed[record["seed"]] = record  # the latest final of a seed wins
+    finals = [by_seed[s] for s in sorted(by_seed)]
+    first = finals[-1]
+    plugin = first.get("plugin") or {}
+    columns: dict[str, Any] = {}
+    for metric in metrics:
+        values = [_number(((r.get("metrics") or {}).get("test") or {}).get(metric))
+                  for r in finals]
+        present = [v for v in values if v is not None]
+        mean, half = mean_ci(present)
+        columns[metric] = {"mean": mean, "ci95": half, "n": len(present), "values": values}
+    sweep = first.get("sweep") or {}
+    statuses = [r.get("status") for r in trials]
+    tuning = sum(_number((r.get("timings") or {}).get("total")) or 0.0 for r in trials)
+    return {
+        "plugin": _text(plugin.get("name")),
+        "distribution": _text(plugin.get("distribution")),
+        "plugin_version": _text(plugin.get("version")),
+        "model": _text(first.get("model")),
+        "status": "ok",
+        "error": None,
+        "sweep_id": first.get("sweep_id"),
+        "config": first.get("config") or {},
+        "config_hash": first.get("config_hash"),
+        "seeds": [r["seed"] for r in finals],
+        "runs": [r["run_id"] for r in finals],
+        "run_files": [safe_name(r["run_id"]) for r in finals],
+        "metrics": columns,
+        "train_seconds": _mean((r.get("timings") or {}).get("train") for r in finals),
+        "evaluate_seconds": _mean((r.get("timings") or {}).get("evaluate") for r in finals),
+        "parameters": first.get("parameters"),
+        "device": first.get("device"),
+        "budget": {
+            **(sweep.get("budget") or {}),
+            "trials_run": len(trials),
+            "trials_ok": statuses.count("ok"),
+            "trials_pruned": statuses.count("pruned"),
+            "trials_failed": statuses.count("failed"),
+            "tuning_seconds": round(tuning, 3),
+            "best_valid": _number(sweep.get("best_valid")),
+        },
+        "rank": None,
+        "pareto": False,
+        "significance": {},
+    }
+
+
+def _failed_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    last = max(records, key=_when)
+    plugin = last.get("plugin") or {}
+    return {
+        "plugin": _text(plugin.get("name")), "distribution": _text(plugin.get("distribution")),
+        "plugin_version": _text(plugin.get("version")), "model": _text(last.get("model")),
+        "status": "failed", "error": _text(last.get("error"), "failed"),
+        "sweep_id": last.get("sweep_id"), "runs": [r.get("run_id") for r in records],
+        "failures": len(records),
+    }
+
+
+def _significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[str, Any]]],
+                  metric: str, test: str, alpha: float) -> dict[str, Any] | None:
+    """Mark, per metric, the best row and the rows not significantly worse than it."""
+    scored = [i for i, row in enumerate(rows) if row["metrics"][metric]["mean"] is not None]
+    if not scored:
+        return None
+    low = lower_is_better(metric)
+    best = sorted(scored, key=lambda i: (rows[i]["metrics"][metric]["mean"] * (1 if low else -1),
+                                         rows[i]["plugin"], rows[i]["model"]))[0]
+    best_table = per_user_table(finals[best], metric)
+    others = [i for i in scored if i != best]
+    raw: dict[int, float] = {}
+    pairs: dict[int, int] = {}
+    if best_table is not None:
+        for i in others:
+            table = per_user_table(finals[i], metric)
+            if table is None:
+                continue
+            x, y = paired_values(best_table, table)
+            p = paired_pvalue(x, y, test)
+            pairs[i] = int(x.size)
+            if p is not None:
+                raw[i] = p
+    tested = sorted(raw)
+    adjusted = dict(zip(tested, holm([raw[i] for i in tested])))
+    for i in scored:
+        entry: dict[str, Any] = {"best": i == best, "p": raw.get(i), "p_holm": adjusted.get(i),
+                                 "pairs": pairs.get(i)}
+        if i == best:
+            entry["tied_with_best"] = True
+        elif i in adjusted:
+            entry["tied_with_best"] = adjusted[i] > alpha
+        else:
+            entry["tied_with_best"] = None  # no per-user values to test
+        rows[i]["significance"][metric] = entry
+    return {"metric": metric, "best": f"{rows[best]['plugin']}/{rows[best]['model']}",
+            "compared": len(tested)}
+
+
+def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | None = None,
+                      *, source: str | None = None, skipped: int = 0) -> dict[str, Any]:
+    """The leaderboard as JSON-ready data: benchmarks, rows, statistics, runs, sweeps.
+
+    Rows come from final runs (``kind == "final"``, status ok), one per (benchmark,
+    plugin, model): the latest sweep's finals, or with a ``board`` the ones whose budget
+    and fixed config match the board (falling back to the latest).  A model with failed
+    records and no ok final is listed as failed.
+    """
+    test = board.test if board else "wilcoxon"
+    alpha = board.alpha if board else 0.05
+    finals_by_bench: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list))
+    failures: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    trials_by_sweep: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    counts = {"records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0}
+    for record in records:
+        counts["records"] += 1
+        kind = record.get("kind") or "run"
+        benchmark = record.get("benchmark") or {}
+        name = _text(benchmark.get("name"))
+        plugin = _text((record.get("plugin") or {}).get("name"))
+        if board is not None and not board.includes(name, plugin, _text(record.get("model"))):
+            continue
+        if kind == "trial":
+            counts["trials"] += 1
+            if record.get("sweep_id"):
+                trials_by_sweep[str(record["sweep_id"])].append(record)
+        elif kind == "final":
+            counts["finals"] += 1
+            if record["status"] == "ok":
+                finals_by_bench[name][_text(benchmark.get("version"))].append(record)
+        else:
+            counts["runs"] += 1
+        if record["status"] == "failed" and kind in ("trial", "final"):
+            counts["failed"] += 1
+            failures[(name, plugin, _text(record.get("model")))].append(record)
+
+    names = list(dict.fromkeys([*finals_by_bench, *(key[0] for key in failures)]))
+    if board is not None:
+        names = list(board.benchmarks) + sorted({n for n, _, _ in failures} - set(
+            board.benchmarks))
+        names = [n for n in names if n in finals_by_bench or any(k[0] == n for k in failures)]
+    benchmarks, runs, sweeps = [], {}, {}
+    for name in names:
+        versions = finals_by_bench.get(name, {})
+        version = max(versions, key=lambda v: max(_when(r) for r in versions[v]), default="")
+        finals = versions.get(version, [])
+        groups: dict[tuple[str, str], dict[str, _Group]] = defaultdict(dict)
+        for record in finals:
+            key = (_text(record["plugin"].get("name")), record["model"])
+            groups[key].setdefault(str(record.get("sweep_id")), _Group()).records.append(record)
+        spec = (finals[0]["benchmark"].get("spec") if finals else None) or {}
+        available = {m for r in finals for m in ((r.get("metrics") or {}).get("test") or {})}
+        metrics = [m for m in board.metrics if m in available] if board and board.metrics \
+            else _default_metrics(spec, available)
+        rows: list[dict[str, Any]] = []
+        row_finals: dict[int, list[dict[str, Any]]] = {}
+        for (plugin, model), by_sweep in sorted(groups.items()):
+            matching = [g for g in by_sweep.values()
+                        if _budget_matches(g.records[0], board, name, plugin, model)]
+            chosen = max(matching or list(by_sweep.values()), key=lambda g: g.latest)
+            sweep_id = chosen.records[0].get("sweep_id")
+            trials = trials_by_sweep.get(str(sweep_id), []) if sweep_id else []
+            row = _row(chosen.records, metrics, trials)
+            row_finals[len(rows)] = [r for r in chosen.records if r["run_id"] in row["runs"]]
+            rows.append(row)
+            valid_metric = _text(spec.get("valid_metric"), "ndcg@10")
+            if sweep_id and str(sweep_id) not in sweeps:
+                sweeps[str(sweep_id)] = {
+                    "id": sweep_id, "metric": valid_metric,
+                    "direction": "minimize" if lower_is_better(valid_metric) else "maximize",
+                    "trials": _sweep_history(trials, valid_metric),
+                }
+            for record in row_finals[len(rows) - 1]:
+                runs[record["run_id"]] = _run_view(record)
+        ok_models = {(r["plugin"], r["model"]) for r in rows}
+        failed_rows = [_failed_row(failures[key]) for key in sorted(failures)
+                       if key[0] == name and key[1:] not in ok_models]
+        tests = [t for t in (_significance(rows, row_finals, m, test, alpha) for m in metrics)
+                 if t is not None]
+        primary = metrics[0] if metrics else None
+        _rank(rows, primary)
+        for flag, row in zip(_pareto_points(rows, primary), rows):
+            row["pareto"] = flag
+        rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["plugin"], r["model"]))
+        first = finals[-1] if finals else {}
+        benchmarks.append({
+            "name": name,
+            "file": safe_name(name),
+            "version": version,
+            "other_versions": sorted(v for v in versions if v != version),
+            "protocol": _text(spec.get("protocol")) or _text((first.get("cut") or {}).get(
+                "protocol")),
+            "description": _text(spec.get("description")),
+            "spec": spec,
+            "dataset": first.get("dataset") or {},
+            "cut": first.get("cut") or {},
+            "metrics": metrics,
+            "primary": primary,
+            "lower_is_better": {m: lower_is_better(m) for m in metrics},
+            "significance": {"test": test, "alpha": alpha, "correction": "holm",
+                             "pairing": "per-user test values matched by (seed, user id)",
+                             "tests": tests},
+            "rows": rows,
+            "failed": failed_rows,
+        })
+    return {
+        "results_version": RESULTS_VERSION,
+        "source": {"ledger": source, "skipped_lines": skipped, **counts},
+        "board": board.to_dict() if board else None,
+        "benchmarks": benchmarks,
+        "runs": runs,
+        "sweeps": sweeps,
+    }
+
+
+def _rank(rows: list[dict[str, Any]], metric: str | None) -> None:
+    if metric is None:
+        return
+    low = lower_is_better(metric)
+    scored = sorted((r for r in rows if r["metrics"][metric]["mean"] is not None),
+                    key=lambda r: r["metrics"][metric]["mean"] * (1 if low else -1))
+    previous, rank = None, 0
+    for position, row in enumerate(scored, start=1):
+        value = row["metrics"][metric]["mean"]
+        if value != previous:
+            rank, previous = position, value
+        row["rank"] = rank
+
+
+def _pareto_points(rows: Sequence[dict[str, Any]], metric: str | None) -> list[bool]:
+    if metric is None:
+        return [False] * len(rows)
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    usable = [i for i, r in enumerate(rows)
+              if r["train_seconds"] is not None and r["metrics"][metric]["mean"] is not None]
+    flags = _pareto([(rows[i]["train_seconds"], sign * rows[i]["metrics"][metric]["mean"])
+                     for i in usable])
+    out = [False] * len(rows)
+    for i, flag in zip(usable, flags):
+        out[i] = flag
+    return out

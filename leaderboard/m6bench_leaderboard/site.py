@@ -1,0 +1,280 @@
+"""The static leaderboard site: a pure function of ledger records (and a board spec).
+
+``build_site(ledger, out)`` writes::
+
+    out/index.html                 every benchmark: protocol, dataset statistics, top models
+    out/benchmarks/<name>.html     one row per model, sortable, significance, Pareto plot
+    out/runs/<run id>.html         provenance, learning curves, sweep history, reproduce
+    out/runs/<run id>.jsonl        the run's record, a one-line ledger for ``reproduce``
+    out/assets/style.css, sort.js  the only assets: no CDN, no web font, no network
+    out/results.json               everything on the pages, for machines
+
+Jinja2 autoescaping is on, and a Content-Security-Policy in every page allows scripts,
+styles and images from the site itself only, so a string from a plugin, a config or a
+dataset is shown as text and cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from m6bench_leaderboard.aggregate import build_leaderboard, read_records
+from m6bench_leaderboard.board import BoardSpec
+from m6bench_leaderboard.plots import history_plot, line_plot, pareto_plot
+
+HERE = Path(__file__).resolve().parent
+MARKER = ".m6bench-site"
+MANAGED = ("index.html", "results.json", "benchmarks", "runs", "assets", MARKER)
+
+
+class SiteError(ValueError):
+    """The output folder cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class SiteReport:
+    """What a build wrote."""
+
+    out: Path
+    benchmarks: int
+    rows: int
+    runs: int
+    records: int
+    skipped: list[tuple[int, str]]
+    data: dict[str, Any]
+
+
+# ============================================================================ filters
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return _fmt(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def _pm(cell: Mapping[str, Any]) -> str:
+    mean, half = cell.get("mean"), cell.get("ci95")
+    if mean is None:
+        return "-"
+    return f"{mean:.4f}" if half is None else f"{mean:.4f} ± {half:.4f}"
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    if value >= 100:
+        return f"{value / 60:.1f} min"
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, default=str)
+
+
+def _shell(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return "" if value is None else str(value)
+
+
+def _budget_title(budget: Mapping[str, Any]) -> str:
+    parts = [f"{k}={budget[k]}" for k in ("trials", "timeout_s", "pruner", "sampler_seed")
+             if budget.get(k) is not None]
+    parts.append(f"ok {budget.get('trials_ok')}, pruned {budget.get('trials_pruned')}, "
+                 f"failed {budget.get('trials_failed')}")
+    if budget.get("best_valid") is not None:
+        parts.append(f"best valid {budget['best_valid']:.4f}")
+    return "; ".join(parts)
+
+
+def _marker(row: Mapping[str, Any], metric: str) -> Markup:
+    entry = (row.get("significance") or {}).get(metric)
+    if not entry:
+        return Markup("")
+    if entry.get("best"):
+        return Markup('<span class="mark best-mark" title="best">&#9733;</span>')
+    if entry.get("tied_with_best"):
+        p = entry.get("p_holm")
+        title = f"not significantly different from the best (Holm-adjusted p = {p:.3g})"
+        return Markup('<span class="mark tie-mark" title="{}">&asymp;</span>').format(title)
+    p = entry.get("p_holm")
+    if p is None:
+        return Markup("")
+    return Markup('<span class="mark worse-mark" title="{}"></span>').format(
+        f"significantly worse than the best (Holm-adjusted p = {p:.3g})")
+
+
+def environment() -> Environment:
+    """The Jinja2 environment of the site: autoescape on for every template."""
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(fmt=_fmt, number=_number, pm=_pm, seconds=_seconds, compact=_compact,
+                       pretty=_pretty, shell=_shell, budget_title=_budget_title)
+    env.globals["marker"] = _marker
+    return env
+
+
+# ============================================================================= plots
+def _curve_plots(run: Mapping[str, Any]) -> tuple[Markup | None, Markup | None]:
+    losses: dict[str, list[tuple[float, float]]] = {}
+    valid: dict[str, list[tuple[float, float]]] = {}
+    for index, row in enumerate(run.get("curve") or []):
+        if not isinstance(row, Mapping):
+            continue
+        epoch = row.get("epoch", index + 1)
+        if not isinstance(epoch, (int, float)):
+            continue
+        for key, value in row.items():
+            if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            target = valid if str(key).startswith("valid/") else losses
+            target.setdefault(str(key), []).append((epoch, value))
+    if not losses and not valid:
+        return None, None
+    return (line_plot(losses, x_label="epoch", y_label="loss", title="training losses"),
+            line_plot(valid, x_label="epoch", y_label="validation metric",
+                      title="validation metric"))
+
+
+def _pareto_markup(bench: Mapping[str, Any]) -> Markup:
+    metric = bench.get("primary")
+    if metric is None:
+        return pareto_plot([], x_label="training seconds per run", y_label="", title="")
+    points = [{"label": f"{row['model']}", "x": row.get("train_seconds"),
+               "y": row["metrics"][metric]["mean"], "pareto": row.get("pareto")}
+              for row in bench["rows"]]
+    return pareto_plot(points, x_label="training seconds per run (mean over seeds)",
+                       y_label=f"test {metric}",
+                       title=f"{bench['name']}: test {metric} against training time",
+                       lower_is_better=bench["lower_is_better"].get(metric, False))
+
+
+# ============================================================================== build
+def _prepare(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SiteError(f"--out {out} is a file; pass a folder for the site.")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise SiteError(f"--out {out} is a folder that holds other files and no previous "
+                        "site; pass a new or empty folder (a previous site there is replaced).")
+    for name in MANAGED:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for sub in ("benchmarks", "runs", "assets"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("This folder is written by `m6bench leaderboard build`.\n")
+
+
+def _dump_line(record: Mapping[str, Any]) -> str:
+    return json.dumps(dict(record), separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str], *,
+               board: BoardSpec | None = None,
+               records: Iterable[Mapping[str, Any]] | None = None) -> SiteReport:
+    """Build the static site from a ledger file (or from ``records``) into ``out``."""
+    skipped: list[tuple[int, str]] = []
+    lines: dict[str, bytes] = {}
+    if records is None:
+        if ledger is None:
+            raise SiteError("build_site needs a ledger path or records.")
+        loaded = read_records(ledger)
+        records, skipped, lines = loaded.records, loaded.skipped, loaded.lines
+    records = list(records)
+    data = build_leaderboard(records, board, source=str(ledger) if ledger else None,
+                             skipped=len(skipped))
+    out = Path(out)
+    _prepare(out)
+    for asset in sorted((HERE / "assets").iterdir()):
+        if asset.is_file():
+            shutil.copyfile(asset, out / "assets" / asset.name)
+
+    env = environment()
+    title = board.title if board else "m6bench leaderboard"
+    common = {"site_title": title, "benchmarks": data["benchmarks"], "source": data["source"],
+              "board": data["board"]}
+    (out / "index.html").write_text(
+        env.get_template("index.html").render(root="", **common), encoding="utf-8")
+
+    page_of_run: dict[str, str] = {}
+    seeds_of_run: dict[str, list[tuple[Any, str]]] = {}
+    bench_template = env.get_template("benchmark.html")
+    for bench in data["benchmarks"]:
+        (out / "benchmarks" / f"{bench['file']}.html").write_text(
+            bench_template.render(root="../", bench=bench, pareto=_pareto_markup(bench),
+                                  **common), encoding="utf-8")
+        for row in bench["rows"]:
+            pairs = list(zip(row["seeds"], row["run_files"]))
+            for run_id in row["runs"]:
+                page_of_run[run_id] = bench["file"]
+                seeds_of_run[run_id] = pairs
+
+    by_id = {r["run_id"]: r for r in records if r["run_id"] in data["runs"]}
+    run_template = env.get_template("run.html")
+    histories: dict[str, Markup] = {}  # one plot per sweep, shared by its final runs
+    for run_id, run in data["runs"].items():
+        sweep = data["sweeps"].get(str(run.get("sweep_id"))) if run.get("sweep_id") else None
+        loss, valid = _curve_plots(run)
+        history = Markup("")
+        if sweep:
+            key = str(sweep["id"])
+            if key not in histories:
+                histories[key] = history_plot(sweep["trials"], metric=sweep["metric"],
+                                              maximize=sweep["direction"] == "maximize",
+                                              title=f"sweep {sweep['id']}")
+            history = histories[key]
+        others = [(seed, file) for seed, file in seeds_of_run.get(run_id, [])
+                  if file != run["file"]]
+        (out / "runs" / f"{run['file']}.html").write_text(
+            run_template.render(root="../", run=run, sweep=sweep, loss_plot=loss,
+                                valid_plot=valid, history_plot=history,
+                                bench_page=page_of_run.get(run_id), other_seeds=others,
+                                **common), encoding="utf-8")
+        # the run's exact ledger line: a one-record ledger for `m6bench reproduce`
+        line = lines.get(run_id) or _dump_line(by_id[run_id]).encode()
+        (out / "runs" / f"{run['file']}.jsonl").write_bytes(line + b"\n")
+    (out / "results.json").write_text(  # compact: the C encoder, fast for big ledgers
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                   allow_nan=False, default=str) + "\n", encoding="utf-8")
+    return SiteReport(out=out, benchmarks=len(data["benchmarks"]),
+                      rows=sum(len(b["rows"]) for b in data["benchmarks"]),
+                      runs=len(data["runs"]), records=len(records), skipped=skipped, data=data)
