@@ -59,20 +59,18 @@ class TrainSet:
             0, self.n_items, (n,), generator=self.generator, device=self.generator.device
         ).to(self.device)
 
-    def sample_true_negatives(self, users: torch.Tensor, max_tries: int = 20) -> torch.Tensor:
+    def sample_true_negatives(self, users: torch.Tensor, max_tries: int = 5) -> torch.Tensor:
         """One item per user that the user has not interacted with in training.
 
-        Vectorised rejection sampling: resample only the rows that hit a training item,
-        for at most ``max_tries`` rounds (a user who has rated nearly every item keeps a
-        random item after that).
+        Vectorised rejection sampling: rows that hit a training item take a fresh draw, for
+        ``max_tries`` rounds (a user who has rated nearly every item may keep a training
+        item after that).  The rounds are fixed so that no round waits for a device-to-host
+        read of how many rows clashed.
         """
         negatives = self.sample_negatives(users.numel())
         for _ in range(max_tries):
             clash = self.has_interaction(users, negatives)
-            n_clash = int(clash.sum())
-            if n_clash == 0:
-                break
-            negatives[clash] = self.sample_negatives(n_clash)
+            negatives = torch.where(clash, self.sample_negatives(users.numel()), negatives)
         return negatives
 
     def has_interaction(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

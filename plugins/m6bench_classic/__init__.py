@@ -80,10 +80,13 @@ MODELS = (
         name="bpr-mf",
         build=BPRMF,
         defaults={
-            "dim": 64, "lr": 5e-3, "l2": 1e-4, "batch_size": 2048, "init_std": 0.1,
-            "negatives": "uniform",
-            # Training-loop keys: converges in a few dozen epochs at this learning rate.
-            "epochs": 200, "patience": 5, "eval_every": 2,
+            # Tuned on ml-100k (valid NDCG@10).  True negatives (as RecBole's sampler, which
+            # excludes the user's training items) beat uniform ones by ~0.03 NDCG@10 there.
+            "dim": 64, "lr": 3e-3, "l2": 7.5e-3, "batch_size": 2048, "init_std": 0.04,
+            "negatives": "true",
+            # Training-loop keys: 60-110 epochs on ml-100k; the valid curve is noisy, so
+            # stop only after 16 epochs without a gain.
+            "epochs": 200, "patience": 8, "eval_every": 2,
         },
         search_space=_bpr_mf_space,
         default=True,
@@ -104,12 +107,17 @@ MODELS = (
         name="ials",
         build=IALS,
         defaults={
-            "dim": 64, "alpha": 10.0, "l2": 10.0, "init_std": 0.1, "block_size": 1024,
-            # Training-loop keys: ALS converges in a handful of sweeps.
-            "epochs": 20, "patience": 3, "eval_every": 1,
+            # Tuned on ml-100k (valid NDCG@10); quality is sensitive to l2 / alpha, because a
+            # strong l2 switches off weak latent directions (it acts like a rank choice).
+            "dim": 64, "alpha": 3.0, "l2": 30.0, "init_std": 0.1, "cg_steps": 3,
+            "block_size": 1024,
+            # Training-loop keys: ALS converges in a handful of sweeps (8 on ml-100k, ~15 on
+            # ml-1m).
+            "epochs": 20, "patience": 2, "eval_every": 1,
         },
         search_space=_ials_space,
-        description="Implicit-feedback ALS with confidence 1 + alpha, exact batched solves.",
+        description="Implicit-feedback ALS with confidence 1 + alpha, batched conjugate-gradient "
+                    "(or exact) least-squares solves.",
         paper="Hu, Koren, Volinsky, ICDM 2008",
     ),
 )

@@ -64,7 +64,10 @@ def row_block(matrix: torch.Tensor, start: int, end: int) -> torch.Tensor:
     )
 
 
-def column_sums(matrix: torch.Tensor, power: float = 1.0) -> torch.Tensor:
-    """``sum_rows value ** power`` per column of a sparse CSR matrix, float32 ``(m,)``."""
-    totals = torch.zeros(matrix.shape[1], dtype=torch.float32, device=matrix.values().device)
-    return totals.index_add_(0, matrix.col_indices(), matrix.values().to(torch.float32) ** power)
+def row_norms(matrix: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm of every row of a sparse CSR ``(n, m)`` matrix, float32 ``(n,)``."""
+    values = matrix.values().to(torch.float32)
+    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], device=values.device),
+                                   matrix.crow_indices().diff())
+    squares = torch.zeros(matrix.shape[0], dtype=torch.float32, device=values.device)
+    return squares.index_add_(0, rows, values * values).sqrt()

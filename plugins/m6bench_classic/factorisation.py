@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from m6bench import Recommender, TrainSet
+from m6bench import ConfigError, Recommender, TrainSet
 from m6bench_classic._sparse import float_csr, row_block, transpose_csr
 
 NEGATIVE_SAMPLERS = ("uniform", "true")
@@ -21,8 +21,9 @@ class BPRMF(Recommender):
     encoders (users ``(n_users, dim)``, items ``(n_items, dim)``), the ``dot`` fusion and the
     ``bpr`` head.  Each epoch is one pass over the shuffled training interactions in
     mini-batches of ``(user, positive item)`` pairs, each with one sampled negative item
-    (``negatives="uniform"`` over all items as RecBole does, or ``"true"``: items the user has
-    not interacted with); Adam; L2 of the embeddings in the batch, ``l2 * sum |e|^2 / B``.
+    (``negatives="true"``: uniform over the items the user has not interacted with, as
+    RecBole's sampler does; or ``"uniform"`` over all items, which sometimes draws a positive);
+    Adam; L2 of the embeddings in the batch, ``l2 * sum |e|^2 / B``.
     :meth:`score` maps users ``(B,)`` to ``(B, dim) @ (dim, n_items)``.
     """
 
@@ -31,8 +32,8 @@ class BPRMF(Recommender):
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
         if config["negatives"] not in NEGATIVE_SAMPLERS:
-            raise ValueError(f"negatives={config['negatives']!r} is not a sampler; use one of "
-                             f"{', '.join(NEGATIVE_SAMPLERS)}.")
+            raise ConfigError(f"negatives={config['negatives']!r} is not a negative sampler of "
+                              f"bpr-mf; use one of: {', '.join(NEGATIVE_SAMPLERS)}.")
         dim, init_std = int(config["dim"]), float(config["init_std"])
         self.user_encoder = train.components.encoder("id-embedding", num=train.n_users, dim=dim,
                                                      init_std=init_std)
@@ -49,7 +50,10 @@ class BPRMF(Recommender):
 
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
         if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]))
+            # The fused kernel updates the full embedding tables several times faster; every
+            # step touches all rows (Adam's moments), which dominates a step on large tables.
+            self.optimizer = torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]),
+                                              fused=True)
         n = train.n_interactions
         order = torch.randperm(n, generator=train.generator,
                                device=train.generator.device).to(train.device)
@@ -79,7 +83,7 @@ class BPRMF(Recommender):
         return self.fusion.all_items(self.user_encoder(users), self.item_encoder.weight)
 
 
-def solve_side(
+def solve_side_exact(
     fixed: torch.Tensor, interactions: torch.Tensor, alpha: float, l2: float, block_size: int
 ) -> torch.Tensor:
     """One half-step of iALS: the exact least-squares factors of every row of ``interactions``.
@@ -88,7 +92,8 @@ def solve_side(
     ``x_u = (Y^T Y + alpha sum_{i in I(u)} y_i y_i^T + l2 I)^-1 (1 + alpha) sum_{i in I(u)} y_i``
     (Hu et al. 2008, eq. 4, with binary preferences and confidence ``1 + alpha``).  The
     per-row sum of outer products is one sparse ``(b, m) @ (m, d*d)`` product per block of
-    rows, and the ``(b, d, d)`` systems are solved in one batched call.
+    rows, and the ``(b, d, d)`` systems are solved in one batched call.  Costs ``O(nnz d^2)``
+    time and ``O(m d^2)`` memory: fine for small catalogues, slow beyond.
 
     :param fixed: ``(m, d)`` factors of the other side.
     :param interactions: sparse CSR float32 ``(n, m)`` binary matrix.
@@ -105,6 +110,47 @@ def solve_side(
         targets = (1.0 + alpha) * torch.sparse.mm(rows, fixed)
         solved[start:end] = torch.linalg.solve(systems, targets)
     return solved
+
+
+def solve_side_cg(
+    fixed: torch.Tensor, interactions: torch.Tensor, current: torch.Tensor, alpha: float,
+    l2: float, steps: int
+) -> torch.Tensor:
+    """The same half-step by a few conjugate-gradient steps from the current factors.
+
+    Takács, Pilászy, Tikk, "Applications of the Conjugate Gradient Method for Implicit
+    Feedback Collaborative Filtering", RecSys 2011: warm-started CG needs only a few steps
+    per sweep.  The product of every row's system matrix with a direction ``P`` (``(n, d)``)
+    is ``P (Y^T Y + l2 I) + alpha ((P Y^T) sampled at the positives) Y``: a sampled
+    dense-dense product and a sparse-dense product, ``O(nnz d)`` each, so no ``d x d``
+    matrix per row is ever formed.  Every row runs its own CG with row-wise step sizes.
+
+    :param current: ``(n, d)`` factors to start from.
+    :return: ``(n, d)`` factors.
+    """
+    d = fixed.shape[1]
+    regularised_gram = fixed.T @ fixed + l2 * torch.eye(d, device=fixed.device)
+    fixed_t = fixed.T.contiguous()
+
+    def system_times(direction: torch.Tensor) -> torch.Tensor:
+        at_positives = torch.sparse.sampled_addmm(interactions, direction, fixed_t, beta=0.0)
+        return direction @ regularised_gram + alpha * torch.sparse.mm(at_positives, fixed)
+
+    solution = current.clone()
+    residual = (1.0 + alpha) * torch.sparse.mm(interactions, fixed) - system_times(solution)
+    direction = residual.clone()
+    residual_norm = residual.pow(2).sum(dim=1, keepdim=True)
+    for _ in range(steps):
+        product = system_times(direction)
+        # A converged row has a zero direction; the clamp keeps its step at 0, not NaN.
+        curvature = (direction * product).sum(dim=1, keepdim=True).clamp_min(1e-30)
+        step = residual_norm / curvature
+        solution += step * direction
+        residual -= step * product
+        new_norm = residual.pow(2).sum(dim=1, keepdim=True)
+        direction = residual + (new_norm / residual_norm.clamp_min(1e-30)) * direction
+        residual_norm = new_norm
+    return solution
 
 
 def ials_loss(user_factors: torch.Tensor, item_factors: torch.Tensor,
@@ -127,11 +173,13 @@ class IALS(Recommender):
 
     Hu, Koren, Volinsky, "Collaborative Filtering for Implicit Feedback Datasets", ICDM 2008.
     Every (user, item) pair is a target: 1 with confidence ``1 + alpha`` for training
-    interactions, 0 with confidence 1 otherwise; each epoch solves all user factors exactly,
-    then all item factors.  Shapes: buffers ``user_factors`` ``(n_users, dim)`` and
-    ``item_factors`` ``(n_items, dim)``, float32; :meth:`score` maps users ``(B,)`` to
-    ``(B, dim) @ (dim, n_items)``.  Memory per half-step is ``O(n d^2)`` for the outer
-    products of the fixed side.
+    interactions, 0 with confidence 1 otherwise; each epoch solves for all user factors with
+    the item factors fixed, then for all item factors.  Shapes: buffers ``user_factors``
+    ``(n_users, dim)`` and ``item_factors`` ``(n_items, dim)``, float32; :meth:`score` maps
+    users ``(B,)`` to ``(B, dim) @ (dim, n_items)``.  ``cg_steps > 0`` updates each side by
+    that many warm-started conjugate-gradient steps (``O(nnz d)`` per step; the scalable
+    default); ``cg_steps = 0`` solves every ``d x d`` system exactly (``O(nnz d^2)`` time,
+    ``O(n d^2)`` memory).
     """
 
     iterative = True
@@ -142,8 +190,10 @@ class IALS(Recommender):
         self.alpha = float(config["alpha"])
         self.l2 = float(config["l2"])
         self.block_size = int(config["block_size"])
-        self.user_item = float_csr(train.matrix)
-        self.item_user = transpose_csr(self.user_item)
+        self.cg_steps = int(config["cg_steps"])
+        # Training data in both orientations: buffers so that .to() moves them, not persistent.
+        self.register_buffer("user_item", float_csr(train.matrix), persistent=False)
+        self.register_buffer("item_user", transpose_csr(self.user_item), persistent=False)
         generator = train.generator
 
         def initial(rows: int) -> torch.Tensor:
@@ -154,13 +204,20 @@ class IALS(Recommender):
         self.register_buffer("item_factors", initial(train.n_items))
 
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
-        self.user_factors.copy_(solve_side(self.item_factors, self.user_item, self.alpha,
-                                           self.l2, self.block_size))
-        self.item_factors.copy_(solve_side(self.user_factors, self.item_user, self.alpha,
-                                           self.l2, self.block_size))
+        self.user_factors.copy_(self._solve(self.item_factors, self.user_item,
+                                            self.user_factors))
+        self.item_factors.copy_(self._solve(self.user_factors, self.item_user,
+                                            self.item_factors))
         loss = ials_loss(self.user_factors, self.item_factors, self.user_item, self.alpha,
                          self.l2)
         return {"weighted_squared_error": float(loss) / train.n_users}
+
+    def _solve(self, fixed: torch.Tensor, interactions: torch.Tensor,
+               current: torch.Tensor) -> torch.Tensor:
+        if self.cg_steps > 0:
+            return solve_side_cg(fixed, interactions, current, self.alpha, self.l2,
+                                 self.cg_steps)
+        return solve_side_exact(fixed, interactions, self.alpha, self.l2, self.block_size)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_factors[users] @ self.item_factors.T

@@ -15,17 +15,26 @@ def ease_weights(user_item: torch.Tensor, l2: float) -> torch.Tensor:
     """EASE's item-item matrix ``B`` for a sparse CSR ``(n_users, n_items)`` training matrix.
 
     ``P = (X^T X + l2 I)^-1``, ``B = I - P diag(1 / diag(P))``, i.e. ``B_ij = -P_ij / P_jj``
-    off the diagonal and ``B_jj = 0`` (Steck 2019, eq. 8).  The Gram matrix comes from a
-    sparse-sparse product; the inverse is taken in float64 (the Gram matrix of a large,
-    lightly regularised catalogue is badly conditioned in float32), the result is float32
-    ``(n_items, n_items)``.
+    off the diagonal and ``B_jj = 0`` (Steck 2019, eq. 8).  The inverse is taken in float64
+    (the Gram matrix of a large, lightly regularised catalogue is badly conditioned in
+    float32); the result is float32 ``(n_items, n_items)``.
     """
-    gram = torch.sparse.mm(transpose_csr(user_item), user_item).to_dense().to(torch.float64)
+    if user_item.device.type == "cpu":
+        # On a CPU the sparse-sparse product is several times faster than a dense GEMM.
+        gram = torch.sparse.mm(transpose_csr(user_item), user_item).to_dense()
+    else:
+        # On a GPU cuSPARSE's SpGEMM needs GBs of scratch for this nearly dense result; a dense
+        # GEMM is faster and needs only the (n_users, n_items) dense matrix.
+        dense = user_item.to_dense()
+        gram = dense.T @ dense
+        del dense
+    gram = gram.to(torch.float64)
     gram.diagonal().add_(l2)
-    precision = torch.linalg.inv(gram)
-    weights = precision / (-precision.diagonal()).unsqueeze(0)
+    weights = torch.linalg.inv(gram)
+    del gram
+    # In place, as the float64 copies of an (n_items, n_items) matrix dominate peak memory.
+    weights.div_(-weights.diagonal().clone().unsqueeze(0))
     weights.diagonal().zero_()
-    del gram, precision
     return weights.to(torch.float32)
 
 
@@ -41,8 +50,9 @@ class EASE(Recommender):
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
         self.l2 = float(config["l2"])
-        # The user histories are training data, not fitted state: kept out of the state dict.
-        self.history = float_csr(train.matrix)
+        # The user histories are training data, not fitted state: a buffer so that .to() moves
+        # it, but not persistent, so the state dict holds only what fitting learned.
+        self.register_buffer("history", float_csr(train.matrix), persistent=False)
         self.register_buffer("item_weights", torch.zeros(train.n_items, train.n_items,
                                                          dtype=torch.float32,
                                                          device=train.device))

@@ -8,12 +8,7 @@ from typing import Any
 import torch
 
 from m6bench import Recommender, TrainSet
-from m6bench_classic._sparse import (
-    column_sums,
-    dense_rows,
-    float_csr,
-    transpose_csr,
-)
+from m6bench_classic._sparse import dense_rows, float_csr, row_norms, transpose_csr
 
 # Keeps the division finite for items without training interactions (as RecBole does).
 _EPSILON = 1e-6
@@ -33,7 +28,7 @@ def shrunk_cosine_neighbours(
         row ``j`` lists the items most similar to item ``j``, best first.
     """
     n_items = item_user.shape[0]
-    norms = column_sums(transpose_csr(item_user), power=2.0).sqrt()
+    norms = row_norms(item_user)  # |x_i| of every item column of the user-item matrix
     neighbours = torch.empty(n_items, k, dtype=torch.int64, device=norms.device)
     weights = torch.empty(n_items, k, dtype=torch.float32, device=norms.device)
     for start in range(0, n_items, block_size):
@@ -69,8 +64,9 @@ class ItemKNN(Recommender):
         self.k = max(1, min(int(config["k"]), train.n_items - 1))
         self.shrink = float(config["shrink"])
         self.block_size = int(config["block_size"])
-        # The user histories are training data, not fitted state: kept out of the state dict.
-        self.history = float_csr(train.matrix)
+        # The user histories are training data, not fitted state: a buffer so that .to() moves
+        # it, but not persistent, so the state dict holds only what fitting learned.
+        self.register_buffer("history", float_csr(train.matrix), persistent=False)
         self.register_buffer("neighbours", torch.zeros(train.n_items, self.k, dtype=torch.int64,
                                                        device=train.device))
         self.register_buffer("weights", torch.zeros(train.n_items, self.k, dtype=torch.float32,

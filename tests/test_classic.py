@@ -1,0 +1,284 @@
+"""The classic baselines plugin: exact algebra on tiny matrices, sanity ordering on the
+synthetic default, determinism, and quality targets on MovieLens 100K (``real_data``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import m6bench
+import m6bench_classic
+from m6bench import TrainSet, load_catalog
+from m6bench.testing import assert_plugin_conforms
+from m6bench_classic import EASE, ItemKNN, Popularity, RandomScores
+from m6bench_classic.factorisation import solve_side_cg, solve_side_exact
+
+# Users x items; no two items share a column, so similarities have no ties that would make
+# the choice of neighbours ambiguous.
+TINY = np.array(
+    [
+        [1, 1, 0, 0, 1],
+        [1, 0, 1, 0, 0],
+        [0, 1, 1, 1, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1],
+        [1, 0, 0, 0, 0],
+    ],
+    dtype=np.float32,
+)
+
+
+@pytest.fixture(scope="module")
+def _module_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("m6bench-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(_module_cache, monkeypatch):
+    # One temporary cache for the module: each dataset is generated and cut once, not per test.
+    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(_module_cache))
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    """The catalog with the classic plugin: through its entry point when the distribution is
+    installed, else registered directly (a plain checkout on ``PYTHONPATH``)."""
+    found = load_catalog()
+    if "classic" in found.plugins:
+        return found
+    return load_catalog(plugins=[("classic", m6bench_classic)])
+
+
+def tiny_train(matrix: np.ndarray, catalog, seed: int = 0) -> TrainSet:
+    users, items = np.nonzero(matrix)
+    dense = torch.from_numpy(matrix)
+    return TrainSet(
+        n_users=matrix.shape[0], n_items=matrix.shape[1],
+        users=torch.from_numpy(users.astype(np.int64)),
+        items=torch.from_numpy(items.astype(np.int64)),
+        ratings=None, timestamps=None, domains=None,
+        matrix=dense.to_sparse_csr(),
+        item_popularity=dense.sum(dim=0),
+        user_features=None, item_features=None,
+        user_feature_kinds={}, item_feature_kinds={}, item_text=None,
+        device=torch.device("cpu"), seed=seed,
+        generator=torch.Generator().manual_seed(seed),
+        components=catalog,
+    )
+
+
+def fitted(model_class, train: TrainSet, **config):
+    model = model_class(train, config)
+    model.fit_epoch(train, 1)
+    return model
+
+
+def all_users(train: TrainSet) -> torch.Tensor:
+    return torch.arange(train.n_users)
+
+
+# ------------------------------------------------------------------ exact algebra
+
+
+def test_ease_matches_closed_form_in_numpy(catalog):
+    l2 = 3.0
+    train = tiny_train(TINY, catalog)
+    model = fitted(EASE, train, l2=l2)
+
+    gram = TINY.T.astype(np.float64) @ TINY + l2 * np.eye(TINY.shape[1])
+    precision = scipy.linalg.inv(gram)
+    expected = -precision / np.diag(precision)[np.newaxis, :]
+    np.fill_diagonal(expected, 0.0)
+
+    np.testing.assert_allclose(model.item_weights.numpy(), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.score(all_users(train)).numpy(), TINY @ expected,
+                               rtol=1e-5, atol=1e-6)
+    assert "item_weights" in model.state_dict()
+
+
+def test_ease_weights_survive_a_state_dict_round_trip(catalog):
+    train = tiny_train(TINY, catalog)
+    model = fitted(EASE, train, l2=3.0)
+    restored = EASE(train, {"l2": 3.0})
+    restored.load_state_dict(model.state_dict())
+    assert torch.equal(restored.score(all_users(train)), model.score(all_users(train)))
+
+
+def hand_cosine(matrix: np.ndarray, shrink: float) -> np.ndarray:
+    """sim[j, i] = <x_i, x_j> / (|x_i| |x_j| + shrink + 1e-6), zero on the diagonal, one pair
+    at a time."""
+    n_items = matrix.shape[1]
+    similarity = np.zeros((n_items, n_items))
+    for j, i in product(range(n_items), repeat=2):
+        if i != j:
+            column_i, column_j = matrix[:, i], matrix[:, j]
+            norms = math.sqrt(column_i @ column_i) * math.sqrt(column_j @ column_j)
+            similarity[j, i] = (column_i @ column_j) / (norms + shrink + 1e-6)
+    return similarity
+
+
+@pytest.mark.parametrize("shrink", [0.0, 2.0])
+def test_itemknn_keeping_every_neighbour_is_shrunk_cosine(catalog, shrink):
+    train = tiny_train(TINY, catalog)
+    model = fitted(ItemKNN, train, k=TINY.shape[1] - 1, shrink=shrink, block_size=2)
+    expected = hand_cosine(TINY, shrink)
+    np.testing.assert_allclose(model.similarity_matrix().to_dense().numpy(), expected,
+                               rtol=1e-5, atol=1e-7)
+    # score(u, j) = sum of sim(j, i) over the items i that u interacted with.
+    np.testing.assert_allclose(model.score(all_users(train)).numpy(), TINY @ expected.T,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_itemknn_keeps_only_the_k_most_similar_items(catalog):
+    k = 2
+    train = tiny_train(TINY, catalog)
+    model = fitted(ItemKNN, train, k=k, shrink=1.0, block_size=3)
+    full = hand_cosine(TINY, 1.0)
+    expected = np.zeros_like(full)
+    for j in range(full.shape[0]):
+        top = np.argsort(-full[j], kind="stable")[:k]
+        expected[j, top] = full[j, top]
+    np.testing.assert_allclose(model.similarity_matrix().to_dense().numpy(), expected,
+                               rtol=1e-5, atol=1e-7)
+    assert model.neighbours.shape == model.weights.shape == (TINY.shape[1], k)
+
+
+def test_ials_half_step_is_the_confidence_weighted_least_squares_solution():
+    alpha, l2, dim = 2.0, 0.5, 3
+    item_factors = np.random.default_rng(0).normal(size=(TINY.shape[1], dim))
+    expected = np.empty((TINY.shape[0], dim))
+    for user, preferences in enumerate(TINY.astype(np.float64)):
+        confidence = np.diag(1.0 + alpha * preferences)  # Hu et al. 2008, eq. 4
+        system = item_factors.T @ confidence @ item_factors + l2 * np.eye(dim)
+        expected[user] = np.linalg.solve(system, item_factors.T @ confidence @ preferences)
+
+    fixed = torch.from_numpy(item_factors).float()
+    interactions = torch.from_numpy(TINY).to_sparse_csr()
+    exact = solve_side_exact(fixed, interactions, alpha, l2, block_size=4)
+    # Conjugate gradient is exact after `dim` steps in exact arithmetic; allow a few more.
+    by_cg = solve_side_cg(fixed, interactions, torch.zeros(TINY.shape[0], dim), alpha, l2,
+                          steps=3 * dim)
+    np.testing.assert_allclose(exact.numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(by_cg.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_pop_ranks_items_by_training_count(catalog):
+    train = tiny_train(TINY, catalog)
+    scores = fitted(Popularity, train).score(torch.tensor([0, 3, 5]))
+    counts = TINY.sum(axis=0)
+    assert scores.shape == (3, TINY.shape[1])
+    for row in scores.numpy():
+        np.testing.assert_array_equal(row, counts)
+    ranking = torch.sort(scores[0], descending=True, stable=True).indices.tolist()
+    assert ranking == np.argsort(-counts, kind="stable").tolist()
+
+
+def test_random_scores_are_deterministic_per_seed_and_batch_independent(catalog):
+    train = tiny_train(TINY, catalog, seed=7)
+    model = fitted(RandomScores, train)
+    scores = model.score(all_users(train))
+    again = fitted(RandomScores, tiny_train(TINY, catalog, seed=7)).score(all_users(train))
+    other = fitted(RandomScores, tiny_train(TINY, catalog, seed=8)).score(all_users(train))
+    assert torch.equal(scores, again)
+    assert not torch.equal(scores, other)
+    assert float(scores.min()) >= 0.0 and float(scores.max()) < 1.0
+    # A user's scores do not depend on which other users share the batch.
+    assert torch.equal(model.score(torch.tensor([4, 1])), scores[[4, 1]])
+
+
+# ------------------------------------------------------------------ the synthetic default
+
+
+def run_synthetic(catalog, tmp_path, model: str, seed: int = 0, device: str = "auto",
+                  **overrides) -> dict:
+    record = m6bench.run(plugin="classic", model=model, seed=seed, overrides=overrides,
+                         device=device, catalog=catalog,
+                         ledger=tmp_path / f"{model}-{seed}.jsonl")
+    assert record["status"] == "ok", record.get("error")
+    return record
+
+
+def test_bpr_mf_beats_popularity_beats_random_on_synthetic(catalog, tmp_path):
+    # BPR-MF's valid NDCG@10 is within 2% of its best by epoch 12 here; capping the epochs
+    # keeps the test fast on a shared 2-core CI runner.
+    epochs = {"bpr-mf": {"epochs": 12}}
+    ndcg = {
+        model: run_synthetic(catalog, tmp_path, model, **epochs.get(model, {}))
+        ["metrics"]["test"]["ndcg@10"]
+        for model in ("random", "pop", "bpr-mf")
+    }
+    assert ndcg["bpr-mf"] >= 1.5 * ndcg["pop"], ndcg
+    assert ndcg["pop"] > 1.5 * ndcg["random"], ndcg
+
+
+@pytest.mark.parametrize("model", ["bpr-mf", "ials"])
+def test_same_seed_gives_identical_metrics_on_cpu(catalog, tmp_path, model):
+    # A few epochs exercise every source of randomness (initialisation, shuffling, negative
+    # sampling); convergence is not the point here.
+    first = run_synthetic(catalog, tmp_path / "first", model, seed=3, device="cpu", epochs=4)
+    second = run_synthetic(catalog, tmp_path / "second", model, seed=3, device="cpu", epochs=4)
+    assert first["metrics"] == second["metrics"]
+    assert first["curve"] == second["curve"]
+
+
+def test_plugin_passes_the_conformance_kit(catalog):
+    # Shapes, determinism, search spaces, .to(device), state_dict round trips, no leaks.
+    assert_plugin_conforms("classic", catalog=catalog)
+
+
+def test_default_model_of_the_plugin_is_bpr_mf(catalog):
+    name, spec = catalog.model("classic")
+    assert name == "bpr-mf"
+    assert set(spec.components) == {"encoder:id-embedding", "fusion:dot", "head:bpr"}
+
+
+# ------------------------------------------------------------------ MovieLens 100K
+
+# Test NDCG@10 floors with each model's defaults, seed 0, per-user random 8:1:1 split.
+# RecBole 1.2.1 on the same protocol: ItemKNN 0.2834, BPR 0.2928, EASE 0.3295.
+ML100K_FLOORS = {"itemknn": 0.27, "bpr-mf": 0.28, "ease": 0.31, "ials": 0.29}
+# Correct popularity (training counts) scores 0.142 here.  RecBole reports 0.1005 because its
+# Pop counts an item at most once per training batch (RUCAIBox/RecBole issues #1844, #2198),
+# so its number is not a target; the band is our own value +-15%.
+ML100K_POP_BAND = (0.12, 0.165)
+
+
+def ml100k_folder() -> Path:
+    root = os.environ.get("M6BENCH_DATA_DIR")
+    if not root:
+        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the folder that holds "
+                    "recbole-ml-100k/ to run the MovieLens quality targets")
+    folder = Path(root) / "recbole-ml-100k"
+    if not folder.is_dir():
+        pytest.skip(f"M6BENCH_DATA_DIR={root} has no recbole-ml-100k/ folder")
+    return folder
+
+
+@pytest.mark.real_data
+def test_ml100k_quality_targets_with_defaults(catalog, tmp_path):
+    ml100k_folder()
+    rows = {}
+    for model in ("pop", "itemknn", "ease", "ials", "bpr-mf"):
+        record = m6bench.run(plugin="classic", model=model, dataset="ml-100k", seed=0,
+                             catalog=catalog, ledger=tmp_path / "ledger.jsonl")
+        assert record["status"] == "ok", record.get("error")
+        rows[model] = (record["metrics"]["test"], record["timings"]["train"], record["epochs"])
+
+    print("\nml-100k, test split, defaults, seed 0")
+    print(f"{'model':<8} {'NDCG@10':>8} {'Recall@10':>10} {'MRR@10':>8} {'train s':>8} epochs")
+    for model, (test, seconds, epochs) in rows.items():
+        print(f"{model:<8} {test['ndcg@10']:8.4f} {test['recall@10']:10.4f} "
+              f"{test['mrr@10']:8.4f} {seconds:8.1f} {epochs:6d}")
+
+    ndcg = {model: test["ndcg@10"] for model, (test, _, _) in rows.items()}
+    low, high = ML100K_POP_BAND
+    assert low <= ndcg["pop"] <= high, ndcg
+    for model, floor in ML100K_FLOORS.items():
+        assert ndcg[model] >= floor, (model, ndcg)
