@@ -54,7 +54,8 @@ def postgres_url():
     assert out.returncode == 0, out.stderr
     out = pg(f"{bin_dir}/pg_ctl", "-D", data, "-w", "-t", "60", "-l", f"{root}/log", "-o",
              f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
-    assert out.returncode == 0, out.stderr + open(f"{root}/log").read()
+    with open(f"{root}/log") as server_log:
+        assert out.returncode == 0, out.stderr + server_log.read()
     try:
         out = pg(f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                  "m6bench")
