@@ -107,10 +107,12 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    # Models learn at different speeds early on: judging before ~10 epochs prunes slow
+    # starters that end best, so both pruners wait that long.
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=10, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ConfigError(f"Unknown pruner {name!r}; use one of {', '.join(PRUNERS)}.")
