@@ -195,7 +195,7 @@ def test_search_space_yielding_an_invalid_config_is_named(space, says):
 
 def _install_fake_distribution(root: Path, dist: str, entry_name: str, module: str,
                                source: str) -> None:
-    info = root / f"{dist}-1.2.3.dist-info"
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"  # PEP 427 normalised name
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text(f"[m6bench]\n{entry_name} = {module}\n")

@@ -16,7 +16,9 @@ from m6bench._plugins import PluginFailureWarning
 
 def _install_fake_distribution(root, dist: str, entry_name: str, module: str, source: str):
     """A distribution on sys.path (dist-info + module) with an m6bench entry point."""
-    info = root / f"{dist}-1.2.3.dist-info"
+    # a dist-info folder is named with the project name normalised (PEP 427): importlib
+    # reads the name up to the first '-', so 'a-b-1.0.dist-info' would pose as project 'a'
+    info = root / f"{dist.replace('-', '_')}-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text(f"[m6bench]\n{entry_name} = {module}\n")

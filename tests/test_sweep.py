@@ -109,7 +109,7 @@ def _only_study(tmp_path):
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
-def _wait_for_trials(tmp_path, count, deadline_s=240):
+def _wait_for_trials(tmp_path, count, deadline_s=900):
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         if (tmp_path / "optuna.db").exists():
