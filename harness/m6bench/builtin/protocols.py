@@ -24,3 +24,7 @@ def m6bench_register_protocols(register):
     register(ProtocolSpec("cold-items", _protocols.cold_items,
                           "10% / 10% of items held out entirely for valid / test",
                           {"ratios": [0.8, 0.1, 0.1]}))
+    register(ProtocolSpec("xdomain-target", _protocols.cross_domain_target,
+                          "cross-domain target: all interactions of the other domains train; "
+                          "the target domain (option target) is cut per user 8:1:1",
+                          {"target": "target", "ratios": [0.8, 0.1, 0.1]}))

@@ -1,0 +1,201 @@
+"""Side tables and timestamps -> tensors: token bags, standardised numbers, context codes.
+
+Everything here is a pure function of a side table (or of the training interactions), run
+once when a model is built; the results become non-persistent buffers of the encoders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+# Categorical kinds become tokens; numeric kinds become numbers (and quantile-band tokens).
+CATEGORICAL_KINDS = ("categorical", "categorical_seq")
+NUMERIC_KINDS = ("numeric",)
+
+SECONDS_PER_HOUR = 3600
+SECONDS_PER_DAY = 86400
+HOURS, WEEKDAYS = 24, 7
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """Every entity's categorical tokens as a padded matrix.
+
+    ``tokens`` is int64 ``(n, width)`` with ``0`` as padding (token ids start at 1);
+    ``weights`` is float32 ``(n, width)``: within each field an entity's tokens share weight
+    ``1 / n_tokens_in_field``, so a field with six genres counts as much as one with a single
+    occupation.  ``vocabulary`` lists the token strings (``field=value`` or ``field#band``),
+    index ``i`` naming token id ``i + 1``; ``fields`` the contributing columns.
+    """
+
+    tokens: torch.Tensor
+    weights: torch.Tensor
+    vocabulary: tuple[str, ...]
+    fields: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        """Number of token ids including the padding id 0."""
+        return len(self.vocabulary) + 1
+
+
+def _column_tokens(values: pd.Series, kind: str, name: str, bands: int) -> list[list[str]]:
+    if kind in CATEGORICAL_KINDS:
+        out = []
+        for value in values.tolist():
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                out.append([])
+                continue
+            parts = str(value).split() if kind == "categorical_seq" else [str(value)]
+            out.append([f"{name}={p}" for p in parts])
+        return out
+    # numeric: quantile bands ("age band", "release-year band"); NaN has no token
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    finite = numbers[np.isfinite(numbers)]
+    if bands <= 1 or finite.size == 0:
+        return [[] for _ in range(len(numbers))]
+    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bands + 1)[1:-1]))
+    band = np.searchsorted(edges, numbers, side="right")
+    return [[f"{name}#{b}"] if np.isfinite(x) else [] for x, b in zip(numbers, band)]
+
+
+def token_table(
+    table: pd.DataFrame | None,
+    kinds: Mapping[str, str],
+    n: int,
+    *,
+    bands: int = 6,
+    min_count: int = 2,
+) -> TokenTable:
+    """Tokenise the categorical columns (and quantile bands of the numeric ones) of a table.
+
+    :param table: the side table, one row per entity in entity order (``None``: no tokens).
+    :param kinds: column -> feature kind (``text`` and ``numeric_seq`` columns are skipped).
+    :param n: the number of entities (rows beyond the table get no tokens).
+    :param bands: quantile bands per numeric column (``<= 1``: numeric columns give none).
+    :param min_count: tokens held by fewer entities are dropped (a zip code held by one
+        user identifies it and adds nothing an id embedding does not).
+    """
+    per_entity: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+    fields: list[str] = []
+    if table is not None:
+        for column, kind in kinds.items():
+            if column not in table.columns or kind not in CATEGORICAL_KINDS + NUMERIC_KINDS:
+                continue
+            column_tokens = _column_tokens(table[column], kind, column, bands)
+            if not any(column_tokens):
+                continue
+            fields.append(column)
+            for row, tokens in enumerate(column_tokens[:n]):
+                per_entity[row].extend((column, t) for t in dict.fromkeys(tokens))
+    counts: dict[str, int] = {}
+    for tokens in per_entity:
+        for _, token in tokens:
+            counts[token] = counts.get(token, 0) + 1
+    vocabulary = tuple(sorted(t for t, c in counts.items() if c >= min_count))
+    index = {t: i + 1 for i, t in enumerate(vocabulary)}
+    kept = [[(f, index[t]) for f, t in tokens if t in index] for tokens in per_entity]
+    width = max(1, max((len(k) for k in kept), default=0))
+    ids = np.zeros((n, width), dtype=np.int64)
+    weights = np.zeros((n, width), dtype=np.float32)
+    for row, tokens in enumerate(kept):
+        per_field: dict[str, int] = {}
+        for field_name, _ in tokens:
+            per_field[field_name] = per_field.get(field_name, 0) + 1
+        for col, (field_name, token) in enumerate(tokens):
+            ids[row, col] = token
+            weights[row, col] = 1.0 / per_field[field_name]
+    used = tuple(f for f in fields if any(t.startswith((f"{f}=", f"{f}#")) for t in vocabulary))
+    return TokenTable(torch.from_numpy(ids), torch.from_numpy(weights), vocabulary, used)
+
+
+def numeric_matrix(
+    table: pd.DataFrame | None, kinds: Mapping[str, str], n: int
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """Standardised numeric columns plus a missing-value flag per column.
+
+    :return: float32 ``(n, 2 * n_columns)`` (z-scores with NaN as 0, then 0/1 flags) and the
+        column names; ``(n, 0)`` when the table has no numeric column.
+    """
+    columns: list[str] = []
+    blocks: list[np.ndarray] = []
+    if table is not None:
+        for column, kind in kinds.items():
+            if column not in table.columns or kind not in NUMERIC_KINDS:
+                continue
+            values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)[:n]
+            values = np.concatenate([values, np.full(n - len(values), np.nan)])
+            finite = np.isfinite(values)
+            if not finite.any():
+                continue
+            mean, std = values[finite].mean(), values[finite].std()
+            z = np.where(finite, (values - mean) / (std if std > 0 else 1.0), 0.0)
+            columns.append(column)
+            blocks.append(np.stack([z, (~finite).astype(np.float64)], axis=1))
+    if not blocks:
+        return torch.zeros(n, 0), ()
+    z_scores = np.concatenate([b[:, :1] for b in blocks], axis=1)
+    flags = np.concatenate([b[:, 1:] for b in blocks], axis=1)
+    matrix = np.concatenate([z_scores, flags], axis=1).astype(np.float32)
+    return torch.from_numpy(matrix), tuple(columns)
+
+
+def context_codes(
+    timestamps: torch.Tensor | None, domains: torch.Tensor | None, n_domains: int, n: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Context token ids of ``n`` interactions: hour, weekday, domain.
+
+    Layout of the context vocabulary: ``[0, 24)`` hour of day (UTC), ``[24, 31)`` weekday
+    (Monday = 0), ``[31, 31 + n_domains)`` domain.  Without timestamps (or domains) those
+    columns point at a shared "unknown" id ``31 + n_domains``.
+
+    :return: int64 ``(n, 3)``.
+    """
+    unknown = HOURS + WEEKDAYS + n_domains
+    codes = torch.full((n, 3), unknown, dtype=torch.int64, device=device)
+    if timestamps is not None:
+        seconds = timestamps.to(torch.int64)
+        codes[:, 0] = torch.div(seconds, SECONDS_PER_HOUR, rounding_mode="floor") % HOURS
+        days = torch.div(seconds, SECONDS_PER_DAY, rounding_mode="floor")
+        codes[:, 1] = HOURS + (days + 3) % WEEKDAYS  # 1970-01-01 was a Thursday
+    if domains is not None and n_domains > 0:
+        codes[:, 2] = HOURS + WEEKDAYS + domains.to(torch.int64).clamp(0, n_domains - 1)
+    return codes
+
+
+def context_profiles(codes: torch.Tensor, users: torch.Tensor, n_users: int,
+                     vocabulary: int) -> torch.Tensor:
+    """Each user's average context over their training interactions.
+
+    :param codes: int64 ``(n, 3)`` context ids of the training interactions.
+    :param users: int64 ``(n,)`` their users.
+    :return: float32 ``(n_users, vocabulary)``: per context field, the share of the user's
+        interactions with each id (each field's row sums to 1; all zero for a user without
+        interactions), so ``profile @ table`` is the mean context embedding.
+    """
+    profile = torch.zeros(n_users, vocabulary, device=codes.device)
+    ones = torch.ones(users.numel(), device=codes.device)
+    for column in range(codes.shape[1]):
+        profile.index_put_((users, codes[:, column]), ones, accumulate=True)
+    counts = torch.bincount(users, minlength=n_users).clamp_min(1).to(profile.dtype)
+    return profile / counts[:, None]
+
+
+def evidence_bands(popularity: torch.Tensor, n_bands: int) -> torch.Tensor:
+    """Item-side context: how much training evidence an item has.
+
+    Band 0 is "no interaction" (a cold item); band ``b >= 1`` holds items with
+    ``2^(b-1) <= count < 2^b`` training interactions, capped at ``n_bands - 1``.
+
+    :param popularity: float ``(n_items,)`` training interaction counts.
+    :return: int64 ``(n_items,)``.
+    """
+    bands = torch.floor(torch.log2(popularity.clamp_min(1.0))).to(torch.int64) + 1
+    bands = bands.clamp(max=n_bands - 1)
+    return torch.where(popularity > 0, bands, torch.zeros_like(bands))

@@ -1,0 +1,127 @@
+"""benchmarks/compare_recbole.py without RecBole: the m6bench side, the table, the errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_recbole.py"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare_recbole", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["compare_recbole"] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("compare_recbole", None)
+
+
+def test_m6bench_side_makes_table_rows_on_a_tiny_synthetic_run(compare, tmp_path):
+    sides = {
+        name: compare.run_m6bench_side(compare.PAIRS[name], "synthetic", epochs=1, patience=1,
+                                       seed=0, threads=1, eval_repeats=2,
+                                       ledger=tmp_path / "ledger.jsonl")
+        for name in ("bpr-mf", "ease")
+    }
+    bpr = sides["bpr-mf"]
+    assert bpr.ok and bpr.epochs == 1 and bpr.config["eval_every"] == 1
+    assert bpr.epoch_s > 0 and bpr.eval_s > 0 and bpr.floor_s > 0
+    assert 0 <= bpr.ndcg10 <= 1 and 0 <= bpr.recall10 <= 1 and bpr.peak_rss_mb > 0
+    assert sides["ease"].floor_s is None  # no embedding: no matmul floor
+
+    recbole = compare.Side("recbole", "BPR", "synthetic", epochs=3, best_epoch=2,
+                           epoch_s=bpr.epoch_s * 4, eval_s=bpr.eval_s * 10,
+                           peak_rss_mb=1000.0, recall10=bpr.recall10, ndcg10=bpr.ndcg10)
+    skipped = compare.Side("recbole", "EASE", "synthetic", status="skipped")
+    rows = [compare.Row(compare.PAIRS["bpr-mf"], "synthetic", bpr, recbole),
+            compare.Row(compare.PAIRS["ease"], "synthetic", sides["ease"], skipped)]
+    ratios = rows[0].ratios()
+    assert ratios["epoch_speedup"] == pytest.approx(4.0)
+    assert ratios["eval_speedup"] == pytest.approx(10.0)
+    assert ratios["ndcg_ratio"] == pytest.approx(1.0)
+    cells = compare.table_rows(rows)
+    assert len(cells) == 2 and all(len(r) == len(compare.HEADERS) for r in cells)
+    assert cells[0][:3] == ["bpr-mf / BPR", "synthetic", "1 / 3 (best 2)"]
+    assert cells[0][5] == "4.00x" and cells[0][8] == "10.0x"
+    assert cells[1][0] == "ease / EASE (fit)" and cells[1][2] == "1 / skipped"
+    table = compare.render_table(rows)
+    assert "s/epoch m6" in table and "N@10 m6/rb" in table
+    checks = compare.acceptance_checks(rows)
+    assert [c["passed"] for c in checks] == [True, None]  # the EASE row has no RecBole side
+
+    report = {"started_at": "now", "machine": {"cores": 2, "loadavg_start": (0, 0, 0),
+                                               "loadavg_end": (0, 0, 0)},
+              "settings": {"threads": 1, "epochs": {}, "patience": 1, "seed": 0},
+              "rows": [r.to_dict() for r in rows], "checks": checks}
+    compare.write_outputs(tmp_path / "out", report, table, compare.render_checks(checks))
+    assert "bpr-mf / BPR" in (tmp_path / "out.md").read_text()
+    assert (tmp_path / "out.json").read_text().count('"ratios"') == 2
+
+
+def test_missing_recbole_venv_fails_with_a_clear_message(compare, tmp_path, capsys):
+    venv = tmp_path / "no-venv"
+    with pytest.raises(compare.RecBoleUnavailable, match="--setup-recbole") as excinfo:
+        compare.check_recbole(venv)
+    assert str(venv) in str(excinfo.value)
+    # the command line stops before running anything, exit status 2
+    assert compare.main(["--recbole-venv", str(venv), "--datasets", "ml-100k"]) == 2
+    assert "No RecBole virtual environment" in capsys.readouterr().err
+
+
+def test_broken_recbole_venv_says_recbole_does_not_import(compare, tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)  # a Python without RecBole
+    with pytest.raises(compare.RecBoleUnavailable, match="does not import"):
+        compare.check_recbole(venv)
+
+
+def test_recbole_config_matches_the_m6bench_run(compare, tmp_path):
+    gnn = compare.recbole_config(compare.PAIRS["gnn-mf"], {"dim": 32, "layers": 2},
+                                 data_root=tmp_path, checkpoint_dir=tmp_path, seed=7,
+                                 epochs=15, patience=10, extra={"eval_batch_size": 8192})
+    assert gnn["embedding_size"] == 32 and gnn["n_layers"] == 2 and gnn["epochs"] == 15
+    assert gnn["valid_metric"] == "NDCG@10" and gnn["stopping_step"] == 10
+    assert gnn["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+    assert gnn["eval_args"]["mode"] == "full" and gnn["eval_batch_size"] == 8192
+    ease = compare.recbole_config(compare.PAIRS["ease"], {"l2": 250.0}, data_root=tmp_path,
+                                  checkpoint_dir=tmp_path, seed=7, epochs=15, patience=10)
+    assert ease["reg_weight"] == 250.0 and ease["epochs"] == 1
+    assert compare.m6bench_overrides(compare.PAIRS["ease"], 15, 10, {}) == {}
+    assert compare.m6bench_overrides(compare.PAIRS["bpr-mf"], 15, 4, {"lr": 0.01}) == {
+        "lr": 0.01, "epochs": 15, "patience": 4, "eval_every": 1}
+    caps = compare._epoch_caps(["gnn-mf@ml-1m=3", "bpr-mf=7"])
+    assert compare.epochs_cap(caps, "gnn-mf", "ml-1m") == 3
+    assert compare.epochs_cap(caps, "gnn-mf", "ml-100k") == compare.DEFAULT_EPOCHS["gnn-mf"]
+    assert compare.epochs_cap(caps, "bpr-mf", "ml-1m") == 7
+    assert compare._scoped(["LightGCN:learning_rate=0.002", "eval_batch_size=8192"], "x") == {
+        "LightGCN": {"learning_rate": 0.002}, "*": {"eval_batch_size": 8192}}
+
+
+def test_recbole_data_is_linked_under_the_names_it_expects(compare, tmp_path):
+    root = tmp_path / "data"
+    (root / "recbole-ml-100k").mkdir(parents=True)
+    (root / "recbole-ml-100k" / "ml-100k.inter").write_text("user_id:token\titem_id:token\n")
+    dest = compare.link_recbole_data(root, ["ml-100k"], tmp_path / "linked")
+    assert (dest / "ml-100k" / "ml-100k.inter").is_file()
+    with pytest.raises(compare.DataUnavailable, match="has no ml-1m"):
+        compare.link_recbole_data(root, ["ml-1m"], tmp_path / "linked")
+
+
+def test_the_recbole_driver_is_valid_python(compare):
+    compile(compare.DRIVER, "driver.py", "exec")
+
+
+def test_child_peak_memory_is_the_child_own(compare, tmp_path):
+    code, peak_mb, wall = compare.run_child(
+        [sys.executable, "-c", "x = bytearray(150 * 2**20); x[::4096] = b'1' * len(x[::4096])"],
+        env={"PATH": ""}, cwd=tmp_path, log_path=tmp_path / "log", timeout=120)
+    assert code == 0 and wall > 0
+    assert 150 <= peak_mb < 1000

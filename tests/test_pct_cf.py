@@ -1,0 +1,253 @@
+"""pct-cf: side-feature tensors, domains, the fused score, the cold-start path, quality."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import m6bench
+from m6bench import BenchmarkSpec, LoadContext, load_catalog
+from m6bench._benchmark import prepare_benchmark
+from m6bench._config import resolve_config
+from m6bench.testing import assert_plugin_conforms
+from m6bench_pct_cf import feature_tensors
+from m6bench_pct_cf.model import home_domains
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
+
+
+def _prepare(tmp_path_factory, protocol: str):
+    catalog = load_catalog()
+    spec = BenchmarkSpec(f"pct-tiny-{protocol}", dataset="synthetic", protocol=protocol,
+                         dataset_options={"n_users": 150, "n_items": 100, "density": 0.12,
+                                          "seed": 5}, ks=(5, 10))
+    context = LoadContext(data_dir=None, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return catalog, prepare_benchmark(catalog, spec, seed=0, device=torch.device("cpu"),
+                                      context=context)
+
+
+@pytest.fixture(scope="module")
+def warm_bench(tmp_path_factory):
+    return _prepare(tmp_path_factory, "random")
+
+
+@pytest.fixture(scope="module")
+def cold_item_bench(tmp_path_factory):
+    return _prepare(tmp_path_factory, "cold-items")
+
+
+@pytest.fixture(scope="module")
+def cold_user_bench(tmp_path_factory):
+    return _prepare(tmp_path_factory, "cold-users")
+
+
+def _build(catalog, train, **overrides):
+    spec = catalog.models.get("pct-cf")
+    config = resolve_config(spec.defaults, overrides=overrides, model_name="pct-cf")
+    torch.manual_seed(0)
+    return spec.build(train, config)
+
+
+# ----------------------------------------------------------------------------- features
+def test_feature_tensors_tokenise_every_kind():
+    table = pd.DataFrame({
+        "gender": ["F", "M", "F", None],
+        "genres": ["Comedy Drama", "Drama", "Comedy", "Horror"],
+        "title": ["The Big Sleep", "Big Fish", "Sleep", "Alone"],
+        "year": [1990.0, 2000.0, np.nan, 2010.0],
+        "vector": [np.array([1.0, 0.0]), np.array([3.0, 2.0]), None, np.array([1.0, 4.0])],
+    })
+    kinds = {"gender": "categorical", "genres": "categorical_seq", "title": "text",
+             "year": "numeric", "vector": "numeric_seq"}
+    tensors = feature_tensors(table, kinds, 4, torch.device("cpu"))
+    vocabulary = tensors.vocabulary
+    # tokens held by one entity only ("genres=Horror", "title:fish", ...) are dropped
+    assert "genres=Horror" not in vocabulary and "title:fish" not in vocabulary
+    assert {"gender=F", "genres=Comedy", "genres=Drama", "title:big", "title:sleep"} <= set(
+        vocabulary)
+    bags = tensors.bags.to_dense()
+    column = {token: i for i, token in enumerate(vocabulary)}
+    assert bags[0, column["gender=F"]] == 1.0
+    assert bags[0, column["genres=Comedy"]] == pytest.approx(0.5)  # a mean over 2 genres
+    assert bags[0, column["title:big"]] == pytest.approx(1 / 3)  # a mean over 3 words
+    assert bags[3].sum() == pytest.approx(0.0)  # nothing shared: an empty bag
+    # numbers: the standardised year (missing -> 0) and the 2-d vector, per dimension
+    assert tensors.numeric.shape == (4, 3)
+    years = tensors.numeric[:, 0]
+    assert years[2] == 0.0 and years[0] < 0 < years[3]
+    assert tensors.numeric[:, 1:].abs().sum() > 0
+
+
+def test_feature_tensors_without_a_table():
+    tensors = feature_tensors(None, {}, 5, torch.device("cpu"))
+    assert tensors.bags.shape == (5, 1) and tensors.numeric.shape == (5, 0)
+    assert tensors.vocabulary == ()
+
+
+def test_home_domains_and_purity():
+    entities = torch.tensor([0, 0, 0, 1, 1, 3])
+    domains = torch.tensor([1, 1, 0, 0, 0, 2])
+    home, pure = home_domains(entities, domains, 4, 3)
+    assert home.tolist() == [1, 0, -1, 2]
+    assert pure.tolist() == [False, True, True, True]
+
+
+# ----------------------------------------------------------------------------- domains
+def test_domains_are_item_partitions_on_synthetic(warm_bench):
+    catalog, bench = warm_bench
+    model = _build(catalog, bench.train)
+    assert model.n_domains == 2 and model.pair_rule == "item"
+    # negatives come from the items of the interaction's own domain
+    train = bench.train
+    users, domains = train.users[:500], train.domains[:500]
+    negatives = model._sample_negatives(train, users, domains)
+    assert torch.equal(model.item_home[negatives], domains)
+    assert not bool(train.has_interaction(users, negatives).any())  # true negatives
+
+
+def test_balanced_epochs_give_every_domain_the_same_share(warm_bench):
+    catalog, bench = warm_bench
+    train = bench.train
+    # make one domain small: relabel 90% of the rows as domain 0
+    domains = torch.where(torch.arange(train.n_interactions) % 10 == 0, 1, 0)
+    skewed = dataclasses.replace(train, domains=domains)
+    model = _build(catalog, skewed, domain_sampling="balanced", epoch_interactions=1000)
+    order = model._epoch_order(skewed, domains)
+    assert order.numel() == 1000
+    assert torch.bincount(domains[order]).tolist() == [500, 500]
+    uniform = _build(catalog, skewed)
+    full = uniform._epoch_order(skewed, domains)
+    assert torch.equal(torch.sort(full).values, torch.arange(train.n_interactions))
+    with pytest.raises(ValueError, match="domain_sampling='by-size'"):
+        _build(catalog, skewed, domain_sampling="by-size")
+
+
+def test_user_partitioned_domains_pick_the_user_rule(warm_bench):
+    catalog, bench = warm_bench
+    train = bench.train
+    # relabel: each user's interactions all in the domain of the user's parity
+    relabelled = dataclasses.replace(train, domains=train.users % 2)
+    model = _build(catalog, relabelled)
+    assert model.pair_rule == "user"
+    assert torch.equal(model.user_home[train.users], train.users % 2)
+    scores = model.eval().score(torch.arange(6))
+    assert scores.shape == (6, train.n_items) and bool(torch.isfinite(scores).all())
+
+
+def test_fixed_lambda_one_scores_with_the_cf_part_alone(warm_bench):
+    catalog, bench = warm_bench
+    model = _build(catalog, bench.train, **{"lambda": 1.0}).eval()
+    model.fit_epoch(bench.train, 1)
+    assert float(model.fusion_lambda.detach()) == pytest.approx(1.0, abs=1e-5)
+    users = torch.tensor([0, 3, 9])
+    items = torch.arange(bench.train.n_items)
+    home = model.item_home  # the item rule: a pair's domain is its item's
+    with torch.no_grad():
+        item_vectors = model.item_vectors(items, home)
+        rows = [(model.user_vectors(torch.full_like(items, u), home) * item_vectors).sum(-1)
+                + model.item_biases(items, home) for u in users.tolist()]
+        # an item without training interactions has no CF score (its prior is 0)
+        expected = torch.stack(rows) * (home >= 0)
+        torch.testing.assert_close(model.score(users), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_learned_lambda_moves_and_fixed_lambda_stays(warm_bench):
+    catalog, bench = warm_bench
+    learned = _build(catalog, bench.train)
+    learned.fit_epoch(bench.train, 1)
+    assert float(learned.fusion_lambda.detach()) != pytest.approx(0.5, abs=1e-6)
+    fixed = _build(catalog, bench.train, **{"lambda": 0.7})
+    fixed.fit_epoch(bench.train, 1)
+    assert float(fixed.fusion_lambda.detach()) == pytest.approx(0.7, abs=1e-5)
+    with pytest.raises(ValueError, match="must lie in"):
+        _build(catalog, bench.train, **{"lambda": 1.5})
+
+
+# ----------------------------------------------------------------------------- cold start
+def _swap_rows(table: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    swapped = table.copy()
+    swapped.iloc[[a, b]] = table.iloc[[b, a]].to_numpy()
+    return swapped
+
+
+def test_cold_items_are_scored_from_their_features(cold_item_bench):
+    catalog, bench = cold_item_bench
+    train = bench.train
+    cold = bench.split.cold_items
+    assert len(cold) >= 2 and int(train.item_popularity[cold].sum()) == 0
+    model = _build(catalog, train)
+    for epoch in (1, 2):
+        model.train().fit_epoch(train, epoch)
+    users = torch.arange(20)
+    with torch.no_grad():
+        scores = model.eval().score(users)
+    assert bool(torch.isfinite(scores).all())
+    a, b = int(cold[0]), int(cold[1])
+    assert not torch.allclose(scores[:, a], scores[:, b])
+    # scores of a cold item are a function of its features: swap two cold items' features
+    swapped = dataclasses.replace(train, item_features=_swap_rows(train.item_features, a, b))
+    twin = _build(catalog, swapped)
+    twin.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        twin_scores = twin.eval().score(users)
+    torch.testing.assert_close(twin_scores[:, a], scores[:, b], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin_scores[:, b], scores[:, a], rtol=1e-5, atol=1e-6)
+    # a warm item's score does not depend on a cold item's features
+    warm = int(torch.nonzero(train.item_popularity > 0)[0])
+    torch.testing.assert_close(twin_scores[:, warm], scores[:, warm])
+
+
+def test_cold_users_get_the_popularity_prior_and_their_features(cold_user_bench):
+    catalog, bench = cold_user_bench
+    train = bench.train
+    cold = bench.split.cold_users
+    model = _build(catalog, train, **{"lambda": 0.5})
+    model.train().fit_epoch(train, 1)
+    users = torch.as_tensor(cold[:2])
+    with torch.no_grad():
+        scores = model.eval().score(users)
+        # take the deep part away: what is left is the popularity prior, 0.5 * gamma * log1p
+        model.item_tower.mlp[-1].weight.zero_()
+        model.item_tower.mlp[-1].bias.zero_()
+        prior_only = model.score(users)
+    assert bool(torch.isfinite(scores).all())
+    expected = 0.5 * model.prior_weight * torch.log1p(train.item_popularity)
+    torch.testing.assert_close(prior_only, expected.expand(2, -1), rtol=1e-5, atol=1e-6)
+    assert float(model.prior_weight.detach()) > 0
+    assert not torch.allclose(scores[0], scores[1])  # different features, different scores
+
+
+# ----------------------------------------------------------------------------- conformance
+def test_plugin_conforms():
+    assert_plugin_conforms("pct-cf")
+
+
+def test_pct_cf_beats_popularity_on_the_synthetic_default(tmp_path):
+    pct = m6bench.run("pct-cf", overrides={"epochs": 15}, ledger=tmp_path / "ledger.jsonl")
+    pop = m6bench.run("classic", model="pop", ledger=tmp_path / "ledger.jsonl")
+    assert pct["metrics"]["test"]["ndcg@10"] > pop["metrics"]["test"]["ndcg@10"] + 0.05
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_pct_cf_beats_popularity_on_cold_items(tmp_path):
+    root = os.environ.get("M6BENCH_DATA_DIR")
+    if not root or not (Path(root) / "recbole-ml-100k").is_dir():
+        pytest.skip("M6BENCH_DATA_DIR is not set (or has no recbole-ml-100k/); point it at the "
+                    "MovieLens RecBole copies to run the real-data tests")
+    ledger = tmp_path / "ledger.jsonl"
+    pct = m6bench.run("pct-cf", benchmark="ml-100k-cold-items", ledger=ledger)
+    pop = m6bench.run("classic", model="pop", benchmark="ml-100k-cold-items", ledger=ledger)
+    assert pct["metrics"]["test"]["ndcg@10"] > pop["metrics"]["test"]["ndcg@10"]
