@@ -134,13 +134,16 @@ def test_every_deep_baseline_beats_popularity_on_synthetic(catalog, bench):
     pop = catalog.models.get("pop").build(bench.train, {})
     pop_ndcg = train_model(pop, bench, resolve_config({}), tasks=("ranking",)).test.metrics[
         "ndcg@10"]
-    budgets = {"neumf": {"epochs": 12, "lr": 5e-3}, "deepfm": {"epochs": 12, "lr": 5e-3},
-               "wide-deep": {"epochs": 12, "lr": 5e-3}, "mult-vae": {"epochs": 60}}
+    # The small training set (about 3,700 interactions) needs small batches to get enough
+    # optimiser steps in 12 epochs.
+    pointwise = {"epochs": 12, "lr": 5e-3, "batch_size": 256}
+    budgets = {"neumf": pointwise, "deepfm": pointwise, "wide-deep": pointwise,
+               "mult-vae": {"epochs": 60}}
     scores = {name: _train(catalog, bench, name, **budgets[name]) for name in MODELS}
     print(f"\nsynthetic NDCG@10: pop {pop_ndcg:.4f}, "
           + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     for name, ndcg in scores.items():
-        assert ndcg > pop_ndcg * 1.1, (name, ndcg, pop_ndcg)
+        assert ndcg > pop_ndcg * 1.3, (name, ndcg, pop_ndcg)
 
 
 # ----------------------------------------------------------------------------- MovieLens

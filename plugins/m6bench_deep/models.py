@@ -241,23 +241,17 @@ class WideDeep(_FieldModel):
 
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
-        # Multi-hot (weighted) side tokens without the id field, for the cross products.
-        self.register_buffer("user_cross", self._multi_hot(self.user_tokens[:, 1:],
-                                                           self.user_weights[:, 1:]),
+        # Weighted multi-hot side tokens (the id field left out) over each side's own compact
+        # vocabulary, for the cross products.
+        self.register_buffer("user_cross", _multi_hot(self.user_tokens[:, 1:],
+                                                      self.user_weights[:, 1:]),
                              persistent=False)
-        self.register_buffer("item_cross", self._multi_hot(self.item_tokens[:, 1:],
-                                                           self.item_weights[:, 1:]),
+        self.register_buffer("item_cross", _multi_hot(self.item_tokens[:, 1:],
+                                                      self.item_weights[:, 1:]),
                              persistent=False)
         self.cross = nn.Parameter(torch.zeros(self.user_cross.shape[1], self.item_cross.shape[1]))
         self.bias = nn.Parameter(torch.zeros(()))
         self.to(train.device)
-
-    def _multi_hot(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """``(n, F, K)`` tokens -> ``(n, vocabulary)`` weighted indicator rows."""
-        hot = torch.zeros(tokens.shape[0], self.vocabulary, device=tokens.device)
-        hot.scatter_add_(1, tokens.flatten(1), weights.flatten(1))
-        hot[:, 0] = 0.0
-        return hot
 
     def pair_logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         user_fields, user_linear = self.user_side(users)
@@ -273,6 +267,18 @@ class WideDeep(_FieldModel):
         cross = (self.user_cross[users] @ self.cross) @ self.item_cross.T
         return (self.bias + user_linear[:, None] + item_linear[None, :] + cross
                 + self.deep_scores(user_fields, item_fields))
+
+
+def _multi_hot(tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``(n, F, K)`` tokens and weights -> ``(n, V)`` weighted indicator rows over the ``V``
+    distinct non-padding tokens present (at least one column, all zero without tokens)."""
+    present = torch.unique(tokens[tokens > 0])
+    hot = torch.zeros(tokens.shape[0], max(1, present.numel()), device=tokens.device)
+    if present.numel():
+        column = torch.searchsorted(present, tokens.flatten(1).clamp_min(1))
+        column = column.clamp_max(present.numel() - 1)
+        hot.scatter_add_(1, column, weights.flatten(1) * (tokens.flatten(1) > 0))
+    return hot
 
 
 # =============================================================================== Mult-VAE
