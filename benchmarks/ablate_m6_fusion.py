@@ -178,9 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for future in concurrent.futures.as_completed(futures):
             row = future.result()
             rows.append(row)
-            status = row.get("error") or (f"NDCG@10 {row['ndcg@10']:.4f}"
-                                         + (f" RMSE {row['rmse']:.4f}" if row.get("rmse")
-                                            else ""))
+            status = row.get("error") or (
+                f"NDCG@10 {row['ndcg@10']:.4f} Recall@10 {row['recall@10']:.4f}"
+                + (f" RMSE {row['rmse']:.4f}" if row.get("rmse") else "")
+                + f" epochs {row['epochs']} train {row['train_s']:.1f} s")
             print(f"[{len(rows)}/{len(jobs)}] {row['table']} | {row['label']} | seed "
                   f"{row['seed']}: {status}", flush=True)
     text = []

@@ -244,6 +244,92 @@ def test_text_ranks_cold_items_better_than_no_content(catalog, cold):
     assert results[True] > results[False] + 0.05, results
 
 
+# ----------------------------------------------------------------------------- bad side data
+def test_missing_text_is_masked_and_never_encoded(tmp_path):
+    seen: list[list[str]] = []
+
+    def counting(texts):
+        seen.append(list(texts))
+        return stub_encode(texts)
+
+    register_text_encoder("counting-stub", counting)
+    from m6bench_m6_fusion import SentenceTextEncoder
+
+    encoder = SentenceTextEncoder(5, 8, ["Star Orbit", "", None, "   ", float("nan")],
+                                  model="counting-stub", cache_dir=str(tmp_path))
+    assert seen == [["Star Orbit"]]
+    assert encoder.present.tolist() == [True, False, False, False, False]
+    assert encoder.vectors[1:].abs().sum() == 0
+    np.testing.assert_allclose(encoder.vectors[0].numpy(), stub_encode(["Star Orbit"])[0])
+
+
+def test_a_category_no_training_entity_holds_is_treated_as_missing(catalog):
+    import pandas as pd
+
+    table = pd.DataFrame({"genre": ["drama", "drama", "noir", "noir"]})
+    known = torch.tensor([True, True, False, False])
+    encoder = catalog.encoder("categorical-features", num=4, dim=4, table=table,
+                              kinds={"genre": "categorical"}, min_count=1, known=known)
+    assert encoder.vocabulary == ("genre=drama",)
+    assert encoder.tokens[2:].eq(0).all()
+    assert encoder(torch.tensor([2, 3])).abs().sum() == 0  # the padding embedding
+    everyone = catalog.encoder("categorical-features", num=4, dim=4, table=table,
+                               kinds={"genre": "categorical"}, min_count=1)
+    assert everyone.vocabulary == ("genre=drama", "genre=noir")
+
+
+def test_a_nan_numeric_feature_is_zero_with_a_missing_flag():
+    import pandas as pd
+
+    from m6bench_m6_fusion.features import numeric_matrix
+
+    table = pd.DataFrame({"year": [1990.0, float("nan"), 2010.0]})
+    matrix, columns = numeric_matrix(table, {"year": "numeric"}, 3)
+    assert columns == ("year",)
+    # mean 2000, population std 10: z-scores -1 and 1; the NaN row is 0 and flagged
+    np.testing.assert_allclose(matrix.numpy(), [[-1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+
+
+def test_a_row_with_every_modality_masked_gets_zero_weights(catalog):
+    fusion = catalog.fusion("modality-attention", dim=4, n_modalities=2, context_dim=4)
+    modalities, context = torch.randn(2, 2, 4), torch.randn(2, 4)
+    mask = torch.tensor([[True, False], [False, False]])
+    weights = fusion.weights(modalities, context, mask)
+    torch.testing.assert_close(weights, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    assert torch.isfinite(fusion(modalities, context, mask)).all()
+
+
+def test_a_model_trains_on_gappy_side_data_and_scores_every_item(catalog, cold):
+    """Blank titles, a genre seen only on cold items, NaN years and ages: the model trains,
+    every score is finite, and a cold item with no usable text, genre or year still gets a
+    score (from the fusion's biases)."""
+    import dataclasses
+
+    train = cold.train
+    cold_items = cold.split.cold_items
+    items = train.item_features.copy()
+    items.loc[items.index[cold_items[:3]], "genres"] = "unheard-of"
+    items.loc[items.index[cold_items[:3]], "year"] = float("nan")
+    items.loc[items.index[::7], "year"] = float("nan")
+    users = train.user_features.copy()
+    users.loc[users.index[::5], "age"] = float("nan")
+    texts = list(train.item_text)
+    for row in (*cold_items[:3], *range(0, train.n_items, 9)):
+        texts[row] = "" if row % 2 else None
+    gappy = dataclasses.replace(train, item_features=items, user_features=users,
+                                item_text=texts)
+    model, _ = _build(catalog, cold)
+    model = type(model)(gappy, model.config)
+    assert not model.item_text.present[cold_items[:3]].any()
+    assert "genres=unheard-of" not in model.item_categorical.vocabulary
+    model.fit_epoch(gappy, 1)
+    model.eval()
+    with torch.no_grad():
+        scores = model.score(torch.arange(train.n_users))
+    assert torch.isfinite(scores).all()
+    assert scores[:, cold_items[:3]].std() > 0
+
+
 # ----------------------------------------------------------------------------- heads
 def test_rating_head_beats_the_global_mean_on_synthetic(catalog, warm):
     model, config = _build(catalog, warm, text=False, epochs=20, patience=4, batch_size=256)
@@ -337,9 +423,9 @@ def _ml100k() -> None:
     pytest.importorskip("sentence_transformers")
 
 
-# The best classic baseline's test NDCG@10 on ml-100k (EASE, defaults, seed 0) and the
-# SVD RMSE the Surprise library publishes for ML-100K.
-EASE_ML100K_NDCG = 0.3232
+# The best classic baseline's test NDCG@10 on ml-100k (iALS, defaults, seed 0; EASE has
+# 0.3232) and the SVD RMSE the Surprise library publishes for ML-100K.
+BEST_CLASSIC_ML100K_NDCG = 0.3289
 SURPRISE_SVD_RMSE = 0.934
 
 
@@ -354,4 +440,4 @@ def test_ml100k_rating_and_ranking_targets_with_defaults(tmp_path):
           f"{test['ndcg@10']:.4f}, Recall@10 {test['recall@10']:.4f}, "
           f"train {record['timings']['train']:.1f} s")
     assert test["rmse"] <= 0.93 < SURPRISE_SVD_RMSE
-    assert test["ndcg@10"] >= 0.9 * EASE_ML100K_NDCG
+    assert test["ndcg@10"] >= 0.9 * BEST_CLASSIC_ML100K_NDCG

@@ -131,3 +131,28 @@ def test_listing_commands():
     assert "ml-100k" in runner.invoke(main, ["benchmarks"]).output
     plugins = runner.invoke(main, ["plugins"]).output
     assert "classic" in plugins and "models: " in plugins
+
+
+# ----------------------------------------------------------------------------- negatives
+@pytest.mark.parametrize("bitmap", [True, False], ids=["bitmap", "binary-search"])
+def test_membership_and_true_negatives_match_a_python_set(bitmap, monkeypatch, tmp_path):
+    import m6bench._model as model_module
+    from m6bench import BenchmarkSpec, LoadContext
+    from m6bench._benchmark import prepare_benchmark
+
+    if not bitmap:
+        monkeypatch.setattr(model_module, "BITMAP_MAX_PAIRS", 0)
+    spec = BenchmarkSpec("membership", dataset="synthetic",
+                         dataset_options={"n_users": 120, "n_items": 90, "density": 0.2})
+    train = prepare_benchmark(load_catalog(), spec, seed=0, device=torch.device("cpu"),
+                              context=LoadContext(data_dir=None, cache_dir=str(tmp_path))).train
+    assert (train._bitmap is not None) == bitmap
+    pairs = set(zip(train.users.tolist(), train.items.tolist()))
+    users = torch.randint(0, train.n_users, (5000,), generator=torch.Generator().manual_seed(1))
+    items = torch.randint(0, train.n_items, (5000,), generator=torch.Generator().manual_seed(2))
+    expected = [(u, i) in pairs for u, i in zip(users.tolist(), items.tolist())]
+    assert train.has_interaction(users, items).tolist() == expected
+    assert any(expected) and not all(expected)
+    # rejection sampling: a row keeps a training item only if every one of 40 draws hit one
+    negatives = train.sample_true_negatives(train.users, max_tries=40)
+    assert not any((u, i) in pairs for u, i in zip(train.users.tolist(), negatives.tolist()))

@@ -143,6 +143,7 @@ def evaluate_ranking(
     candidates: torch.Tensor | None = None,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
+    owner: torch.nn.Module | None = None,
 ) -> RankingResult:
     """Full-ranking evaluation of every user that has a relevant item in ``truth``.
 
@@ -151,6 +152,9 @@ def evaluate_ranking(
     :param masks: sparse CSR matrices of items to exclude (training, and validation at test).
     :param candidates: optional bool ``(n_items,)``; items outside it are excluded.
     :param item_popularity: ``(n_items,)`` training counts, for novelty.
+    :param owner: the module behind ``score_fn``.  Masking writes into the scores, so a
+        batch of scores is copied first unless it is provably fresh: not a view, and not the
+        storage of one of ``owner``'s parameters or buffers (without ``owner``, always copied).
     """
     device = torch.device(device)
     truth = truth.to(device)
@@ -168,13 +172,16 @@ def evaluate_ranking(
     truth_keys = truth_rows * n_items + truth.col_indices()
     position = torch.full((truth.shape[0],), -1, dtype=torch.long, device=device)
     mask_lookups = [_RowLookup(m.to(device), position) for m in masks]
+    owned = (None if owner is None else
+             {t.untyped_storage().data_ptr() for t in (*owner.parameters(), *owner.buffers())
+              if t.layout == torch.strided})
     per_user: dict[str, list[torch.Tensor]] = {}
     top_lists: list[torch.Tensor] = []
     users_host = users.cpu().tolist()
     for start in range(0, len(users_host), batch_size):
         batch = users[start : start + batch_size]
         first, last = users_host[start], users_host[min(start + batch_size, len(users_host)) - 1]
-        scores = score_fn(batch).to(device=device, dtype=torch.float32).clone()
+        scores = _writable(score_fn(batch).to(device=device, dtype=torch.float32), owned)
         position[batch] = torch.arange(batch.numel(), device=device)
         for lookup in mask_lookups:
             rows, cols = lookup.batch(first, last)
@@ -201,6 +208,16 @@ def evaluate_ranking(
     )
     result.beyond = beyond_accuracy(recommended, ks, n_items, item_popularity.cpu(), n_train_users)
     return result
+
+
+def _writable(scores: torch.Tensor, owned: set[int] | None) -> torch.Tensor:
+    """``scores``, or a copy of it where writing into it could touch model state (a view,
+    e.g. one popularity row expanded to the batch, or a cached buffer returned as is).  The
+    copy of a (B, n_items) batch costs as much as a third of the matmul that made it."""
+    if (owned is None or scores._base is not None or not scores.is_contiguous()
+            or scores.untyped_storage().data_ptr() in owned):
+        return scores.clone()
+    return scores
 
 
 def beyond_accuracy(

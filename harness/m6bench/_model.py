@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from m6bench._plugins import Catalog
 
 
+# The largest user x item grid whose membership bitmap is kept (64 MB of bits).
+BITMAP_MAX_PAIRS = 512 * 2**20
+
+
 @dataclass(frozen=True, eq=False)
 class TrainSet:
     """The training part of a benchmark, resident on the run's device.
@@ -74,11 +78,35 @@ class TrainSet:
         return negatives
 
     def has_interaction(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Bool ``(N,)``: whether each (user, item) pair is in the training matrix."""
+        """Bool ``(N,)``: whether each (user, item) pair is in the training matrix.
+
+        Up to ``BITMAP_MAX_PAIRS`` user-item pairs the answer is one gather from a bitmap of
+        the matrix (one bit per pair: 2.8 MB for ML-1M, cache-resident); beyond that, a binary
+        search in the sorted pair keys, which is several times slower per query."""
         keys = users * self.n_items + items
+        bitmap = self._bitmap
+        if bitmap is not None:
+            return (bitmap[keys >> 3] >> (keys & 7).to(torch.uint8)) & 1 == 1
         sorted_keys = self._sorted_keys
         position = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
         return sorted_keys[position] == keys
+
+    @property
+    def _bitmap(self) -> torch.Tensor | None:
+        """uint8 ``(ceil(n_users * n_items / 8),)``: bit ``k % 8`` of byte ``k // 8`` is set
+        when pair key ``k = user * n_items + item`` is a training interaction."""
+        if "_bits" not in self.__dict__:
+            pairs = self.n_users * self.n_items
+            bits = None
+            if pairs <= BITMAP_MAX_PAIRS:
+                keys = self._sorted_keys
+                # Keys are distinct, so adding each key's bit into its byte is an OR.
+                packed = torch.zeros((pairs + 7) // 8, dtype=torch.int32, device=keys.device)
+                packed.index_add_(0, keys >> 3,
+                                  torch.ones_like(keys, dtype=torch.int32) << (keys & 7).int())
+                bits = packed.to(torch.uint8)
+            self.__dict__["_bits"] = bits
+        return self.__dict__["_bits"]
 
     @property
     def _sorted_keys(self) -> torch.Tensor:

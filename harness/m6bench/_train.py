@@ -70,6 +70,7 @@ def evaluate_part(
                 candidates=bench.candidates_valid if part == "valid" else bench.candidates_test,
                 batch_size=batch_size,
                 device=bench.device,
+                owner=model,
             )
             metrics.update(ranking.means())
         if target.ratings is not None and target.size and ({"rating", "binary"} & set(tasks)):

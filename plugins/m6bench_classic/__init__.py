@@ -12,7 +12,7 @@ from typing import Any
 
 from m6bench import ModelSpec, hookimpl
 from m6bench_classic.baselines import Popularity, RandomScores
-from m6bench_classic.factorisation import BPRMF, IALS, NEGATIVE_SAMPLERS
+from m6bench_classic.factorisation import BPRMF, IALS
 from m6bench_classic.linear import EASE
 from m6bench_classic.neighbourhood import ItemKNN
 
@@ -33,13 +33,14 @@ def _itemknn_space(trial: Any) -> dict[str, Any]:
 
 def _bpr_mf_space(trial: Any) -> dict[str, Any]:
     return {
-        # ranges around what converges on MovieLens-sized data; wider ones spend a small
-        # budget on diverging or never-learning corners
-        "dim": trial.suggest_categorical("dim", [32, 64, 128]),
-        "lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True),
-        "l2": trial.suggest_float("l2", 1e-3, 5e-2, log=True),
-        "batch_size": trial.suggest_categorical("batch_size", [1024, 2048, 4096]),
-        "negatives": trial.suggest_categorical("negatives", list(NEGATIVE_SAMPLERS)),
+        # Ranges around what converges on MovieLens-sized data: a 20-trial budget spent on
+        # diverging or never-learning corners finds nothing.  The negative sampler stays at
+        # its default ("true"): uniform negatives cost ~0.03 valid NDCG@10 on ml-100k in
+        # every configuration tried, so a trial on them is a trial wasted.
+        "dim": trial.suggest_categorical("dim", [64, 128]),
+        "lr": trial.suggest_float("lr", 1.5e-3, 6e-3, log=True),
+        "l2": trial.suggest_float("l2", 3e-3, 2e-2, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [1024, 2048]),
     }
 
 

@@ -51,6 +51,17 @@ def dense_rows(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def sparse_rows(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of a sparse CSR ``(n, m)`` matrix as a float32 sparse CSR ``(B, m)``."""
+    crow = matrix.crow_indices()
+    counts = crow[rows + 1] - crow[rows]
+    _, columns, values = row_entries(matrix, rows)
+    new_crow = torch.zeros(rows.numel() + 1, dtype=crow.dtype, device=rows.device)
+    torch.cumsum(counts, 0, out=new_crow[1:])
+    return torch.sparse_csr_tensor(new_crow, columns, values.to(torch.float32),
+                                   size=(rows.numel(), matrix.shape[1]))
+
+
 def row_block(matrix: torch.Tensor, start: int, end: int) -> torch.Tensor:
     """Rows ``start:end`` of a sparse CSR matrix as a CSR ``(end - start, m)``, without a copy
     of the index structure beyond the slice itself."""

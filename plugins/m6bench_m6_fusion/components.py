@@ -61,16 +61,20 @@ class CategoricalFeatureEncoder(nn.Module):
 
     Built from a side table (``table``, ``kinds``): ``categorical`` columns give one token,
     ``categorical_seq`` columns several (genres), ``numeric`` columns a quantile-band token
-    (``bands`` bands).  Tokens held by fewer than ``min_count`` entities are dropped.  The
+    (``bands`` bands).  Tokens held by fewer than ``min_count`` entities are dropped, and
+    with ``known`` (bool ``(num,)``: entities with training interactions) tokens are counted
+    over known entities only, so a value seen on no training entity is treated as missing
+    (NaN and missing values carry no token either).  The
     token matrix ``(num, width)`` and its weights are non-persistent buffers rebuilt from the
     table.  Without a table every entity maps to the zero vector.
     """
 
     def __init__(self, num: int, dim: int, table: pd.DataFrame | None = None,
                  kinds: Mapping[str, str] | None = None, bands: int = 6, min_count: int = 2,
-                 init_std: float = 0.1) -> None:
+                 init_std: float = 0.1, known: torch.Tensor | None = None) -> None:
         super().__init__()
-        tokens = token_table(table, kinds or {}, num, bands=bands, min_count=min_count)
+        tokens = token_table(table, kinds or {}, num, bands=bands, min_count=min_count,
+                             known=known)
         self.vocabulary = tokens.vocabulary
         self.fields = tokens.fields
         self.embedding = nn.Embedding(tokens.size, dim, padding_idx=0)
@@ -124,19 +128,28 @@ class SentenceTextEncoder(nn.Module):
     text by :class:`~m6bench_m6_fusion.text.TextVectorCache`, cached on disk under
     ``<cache dir>/text/`` keyed by sha256 of (model, text), and held as a non-persistent
     buffer.  ``texts=None`` (or all empty) gives zero vectors and loads no model.
+
+    Missing text (``None``, NaN, or an empty or blank string) is never encoded: it gets the
+    zero vector and ``present`` (bool ``(num,)``) is false, so a fusion can mask the text
+    modality of those entities instead of reading the encoder's vector of an empty string.
     """
 
     def __init__(self, num: int, dim: int, texts: Sequence[str] | None = None,
                  model: str = DEFAULT_TEXT_MODEL, cache_dir: str | None = None) -> None:
         super().__init__()
-        texts = list(texts or [])[:num]
+        texts = [t.strip() if isinstance(t, str) else "" for t in list(texts or [])[:num]]
+        texts += [""] * (num - len(texts))
+        present = torch.tensor([bool(t) for t in texts], dtype=torch.bool)
         self.cache = TextVectorCache(model, cache_dir)
-        if any(texts):
-            texts += [""] * (num - len(texts))
-            vectors = torch.from_numpy(self.cache.vectors(texts).copy())
+        if present.any():
+            written = [t for t in texts if t]
+            encoded = torch.from_numpy(self.cache.vectors(written).copy())
+            vectors = torch.zeros(num, encoded.shape[1])
+            vectors[present] = encoded
         else:
             vectors = torch.zeros(num, 1)
         self.register_buffer("vectors", vectors, persistent=False)
+        self.register_buffer("present", present, persistent=False)
         self.projection = nn.Linear(vectors.shape[1], dim)
 
     @property
@@ -187,7 +200,8 @@ class ModalityFusion(nn.Module):
     ``attention`` (M6-Rec style; Cui et al., "M6-Rec: Generative Pretrained Language Models
     are Open-Ended Recommender Systems", 2022, and the additive attention of Bahdanau et al.
     2015): each modality gets a weight ``a_i = softmax_i(w^T tanh(W [h_i ; h_context]))``
-    (masked modalities get weight 0), and the fused vector is ``sum_i a_i h_i`` (``combine``
+    (masked modalities get weight 0; a row with all of them masked gets all weights 0), and
+    the fused vector is ``sum_i a_i h_i`` (``combine``
     ``"sum"``, width ``d``) or ``[M a_1 h_1, ..., M a_M h_M]`` (``"concat"``, width ``M d``;
     uniform weights give the plain concatenation).  ``concat``: ``[h_1, ..., h_M]`` with
     masked modalities zeroed.  ``mean``: the mean of the unmasked ``h_i``.
@@ -237,9 +251,12 @@ class ModalityFusion(nn.Module):
         else:
             logits = torch.zeros(modalities.shape[:2], device=modalities.device,
                                  dtype=modalities.dtype)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        return torch.softmax(logits, dim=-1)
+        if mask is None:
+            return torch.softmax(logits, dim=-1)
+        # A row with every modality masked (an entity nothing is known about) gets zero
+        # weights, not the NaN of a softmax over -inf alone.
+        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        return torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
 
     def forward(self, modalities: torch.Tensor, context: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -355,7 +372,7 @@ class RatingRegressionHead(nn.Module):
 # =============================================================================== registry
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "categorical-features": {"num": 1, "dim": 32, "table": None, "kinds": None, "bands": 6,
-                             "min_count": 2, "init_std": 0.1},
+                             "min_count": 2, "init_std": 0.1, "known": None},
     "numeric-features": {"num": 1, "dim": 32, "table": None, "kinds": None},
     "sentence-text": {"num": 1, "dim": 32, "texts": None, "model": DEFAULT_TEXT_MODEL,
                       "cache_dir": None},

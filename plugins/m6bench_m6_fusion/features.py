@@ -71,6 +71,7 @@ def token_table(
     *,
     bands: int = 6,
     min_count: int = 2,
+    known: torch.Tensor | None = None,
 ) -> TokenTable:
     """Tokenise the categorical columns (and quantile bands of the numeric ones) of a table.
 
@@ -80,6 +81,10 @@ def token_table(
     :param bands: quantile bands per numeric column (``<= 1``: numeric columns give none).
     :param min_count: tokens held by fewer entities are dropped (a zip code held by one
         user identifies it and adds nothing an id embedding does not).
+    :param known: bool ``(n,)``, the entities with training interactions; tokens are counted
+        over these only, so a value that no known entity holds (a category first seen on a
+        cold item) gets no embedding, which training could never have moved from its random
+        start, and is treated as missing.  ``None``: every entity is known.
     """
     per_entity: list[list[tuple[str, str]]] = [[] for _ in range(n)]
     fields: list[str] = []
@@ -94,8 +99,9 @@ def token_table(
             for row, tokens in enumerate(column_tokens[:n]):
                 per_entity[row].extend((column, t) for t in dict.fromkeys(tokens))
     counts: dict[str, int] = {}
-    for tokens in per_entity:
-        for _, token in tokens:
+    counted = range(n) if known is None else np.flatnonzero(known.cpu().numpy()[:n])
+    for row in counted:
+        for _, token in per_entity[row]:
             counts[token] = counts.get(token, 0) + 1
     vocabulary = tuple(sorted(t for t, c in counts.items() if c >= min_count))
     index = {t: i + 1 for i, t in enumerate(vocabulary)}

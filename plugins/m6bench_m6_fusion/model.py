@@ -57,9 +57,17 @@ class M6Fusion(Recommender):
 
     Cold-start items: an item without training interactions has an untrained id embedding,
     so its id modality is masked out of the fusion and its evidence band is 0; it is scored
-    from features and text alone.  During training the id modality of a random
-    ``id_dropout`` share of items is masked the same way (per batch), so the towers learn to
-    rank from content (Volkovs et al., "DropoutNet", NeurIPS 2017).
+    from features and text alone.
+
+    Imperfect side data is imputed, never an error: an item with no text (missing, NaN or
+    blank) has its text modality masked; a categorical value no training entity holds is
+    treated as missing (no token); a NaN numeric feature is 0 after standardisation with a
+    "missing" flag beside it (and no quantile-band token).  An entity with nothing left to
+    read gets all attention weights 0: the fusion's biases alone.
+
+    During training the id modality of a random ``id_dropout`` share of items is masked the
+    way a cold item's is (per batch), so the towers learn to rank from content (Volkovs et
+    al., "DropoutNet", NeurIPS 2017).
 
     Scoring is one matmul: ``score(users) = U (B, dim) @ V^T (dim, n_items)``, with the item
     tower's ``V`` computed once per evaluation (cached while the model is in eval mode;
@@ -92,7 +100,8 @@ class M6Fusion(Recommender):
         if side:
             self.user_categorical = catalog.encoder(
                 "categorical-features", num=train.n_users, dim=dim, table=train.user_features,
-                kinds=train.user_feature_kinds, bands=int(config["bands"]), init_std=init_std)
+                kinds=train.user_feature_kinds, bands=int(config["bands"]), init_std=init_std,
+                known=torch.bincount(train.users, minlength=train.n_users) > 0)
             self.user_numeric = catalog.encoder(
                 "numeric-features", num=train.n_users, dim=dim, table=train.user_features,
                 kinds=train.user_feature_kinds)
@@ -122,7 +131,8 @@ class M6Fusion(Recommender):
         if side:
             self.item_categorical = catalog.encoder(
                 "categorical-features", num=train.n_items, dim=dim, table=train.item_features,
-                kinds=train.item_feature_kinds, bands=int(config["bands"]), init_std=init_std)
+                kinds=train.item_feature_kinds, bands=int(config["bands"]), init_std=init_std,
+                known=train.item_popularity > 0)
             self.item_numeric = catalog.encoder(
                 "numeric-features", num=train.n_items, dim=dim, table=train.item_features,
                 kinds=train.item_feature_kinds)
@@ -239,11 +249,19 @@ class M6Fusion(Recommender):
         if drop_id is not None:
             has_id = has_id & ~drop_id
         band = torch.where(has_id, self.item_band[items], torch.zeros_like(items))
-        mask = torch.ones(vectors.shape[:2], dtype=torch.bool, device=items.device)
+        return self.item_fusion(vectors, self.evidence(band), self._item_mask(items, has_id))
+
+    def _item_mask(self, items: torch.Tensor, has_id: torch.Tensor) -> torch.Tensor:
+        """Which item modalities the fusion may read ``(N, M_item)``: the id only where
+        ``has_id``, the text only where the item has some."""
+        mask = torch.ones(items.numel(), len(self.item_modalities), dtype=torch.bool,
+                          device=items.device)
         mask[:, 0] = has_id
         if len(self.item_modalities) == 1:
             mask[:, 0] = True  # an id-only model has nothing else to score a cold item with
-        return self.item_fusion(vectors, self.evidence(band), mask)
+        if "item_text" in self.item_modalities:
+            mask[:, self.item_modalities.index("item_text")] = self.item_text.present[items]
+        return mask
 
     def all_item_vectors(self) -> torch.Tensor:
         """``(n_items, dim)``; cached in eval mode until parameters may change."""
@@ -383,8 +401,7 @@ class M6Fusion(Recommender):
         items = torch.arange(self.n_items, device=users.device)
         item_vectors = torch.stack([getattr(self, n)(items) for n in self.item_modalities], 1)
         has_id = self.item_seen
-        mask = torch.ones(item_vectors.shape[:2], dtype=torch.bool, device=users.device)
-        mask[:, 0] = has_id | (len(self.item_modalities) == 1)
         band = torch.where(has_id, self.item_band, torch.zeros_like(self.item_band))
-        item_weights = self.item_fusion.weights(item_vectors, self.evidence(band), mask)
+        item_weights = self.item_fusion.weights(item_vectors, self.evidence(band),
+                                                self._item_mask(items, has_id))
         return user_weights, item_weights
