@@ -244,6 +244,43 @@ def test_text_ranks_cold_items_better_than_no_content(catalog, cold):
     assert results[True] > results[False] + 0.05, results
 
 
+def test_text_neighbours_are_the_most_similar_warm_items_by_hand():
+    from m6bench_m6_fusion.features import text_neighbours
+
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.1]])
+    eligible = torch.tensor([True, True, True, False, False])  # 3: no text, 4: a cold item
+    index, weight = text_neighbours(vectors, eligible, k=2, block_size=2)
+    # item 0 (1, 0): cos with item 1 is 0.7071, with item 2 is 0 -> all weight on item 1
+    assert index[0].tolist() == [1, 2] and weight[0].tolist() == [1.0, 0.0]
+    # item 1 (1, 1): items 0 and 2 are equally similar -> half each
+    assert sorted(index[1].tolist()) == [0, 2]
+    torch.testing.assert_close(weight[1], torch.tensor([0.5, 0.5]))
+    assert weight[3].sum() == 0  # no text, no neighbours
+    # the cold item 4 borrows from warm items 0 and 1 in proportion to their similarity
+    cos = torch.nn.functional.cosine_similarity(vectors[4:5], vectors[:2])
+    assert index[4].tolist() == [0, 1]
+    torch.testing.assert_close(weight[4], cos / cos.sum())
+
+
+def test_a_cold_item_borrows_its_text_neighbours_id_embeddings(catalog, cold):
+    model, _ = _build(catalog, cold, text_neighbours=3)
+    cold_item = int(cold.split.cold_items[0])
+    neighbours = model.neighbour_index[cold_item]
+    assert model.item_seen[neighbours].all()
+    expected = (model.item_id.weight[neighbours]
+                * model.neighbour_weight[cold_item].unsqueeze(-1)).sum(dim=0)
+    torch.testing.assert_close(
+        model._item_modality("item_neighbours", torch.tensor([cold_item]))[0], expected)
+    model.eval()
+    with torch.no_grad():
+        before = model.score(torch.arange(5))[:, cold_item]
+        model.item_id.weight[neighbours[0]] += 1.0  # a neighbour moves: the cold item follows
+        model.train().eval()
+        assert not torch.allclose(model.score(torch.arange(5))[:, cold_item], before)
+    off, _ = _build(catalog, cold, text_neighbours=0)
+    assert "item_neighbours" not in off.item_modalities
+
+
 # ----------------------------------------------------------------------------- bad side data
 def test_missing_text_is_masked_and_never_encoded(tmp_path):
     seen: list[list[str]] = []

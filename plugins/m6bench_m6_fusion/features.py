@@ -205,3 +205,35 @@ def evidence_bands(popularity: torch.Tensor, n_bands: int) -> torch.Tensor:
     bands = torch.floor(torch.log2(popularity.clamp_min(1.0))).to(torch.int64) + 1
     bands = bands.clamp(max=n_bands - 1)
     return torch.where(popularity > 0, bands, torch.zeros_like(bands))
+
+
+def text_neighbours(vectors: torch.Tensor, eligible: torch.Tensor, k: int,
+                    block_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each entity's ``k`` nearest eligible entities by cosine similarity of text vectors.
+
+    :param vectors: float ``(n, d)`` text vectors (zero rows: no text).
+    :param eligible: bool ``(n,)``, who may be a neighbour (warm items with text); nobody is
+        their own neighbour.
+    :return: int64 ``(n, k)`` neighbour indices and float32 ``(n, k)`` weights: the positive
+        similarities normalised to sum 1 per row (all 0 for a row without text or without a
+        positively similar eligible entity).  Computed block-wise: memory ``block_size x n``.
+    """
+    n = vectors.shape[0]
+    unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+    candidates = eligible.nonzero(as_tuple=True)[0]
+    k = max(0, min(k, candidates.numel() - 1))
+    index = torch.zeros(n, max(k, 1), dtype=torch.int64)
+    weight = torch.zeros(n, max(k, 1), dtype=torch.float32)
+    if k == 0:
+        return index, weight
+    pool = unit[candidates]
+    for start in range(0, n, block_size):
+        rows = torch.arange(start, min(n, start + block_size))
+        similarity = unit[rows] @ pool.T  # (b, n_candidates)
+        similarity[rows.unsqueeze(1) == candidates.unsqueeze(0)] = -torch.inf  # not itself
+        values, positions = similarity.topk(k, dim=1)
+        values = values.clamp_min(0.0)
+        total = values.sum(dim=1, keepdim=True)
+        index[rows] = candidates[positions]
+        weight[rows] = torch.where(total > 0, values / total.clamp_min(1e-12), 0.0)
+    return index, weight

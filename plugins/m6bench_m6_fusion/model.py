@@ -10,7 +10,7 @@ import torch
 
 from m6bench import ConfigError, Recommender, TrainSet
 from m6bench_m6_fusion.components import FUSION_MODES, FUSIONS
-from m6bench_m6_fusion.features import context_profiles, evidence_bands
+from m6bench_m6_fusion.features import context_profiles, evidence_bands, text_neighbours
 
 RANKING_LOSSES = ("softmax", "bpr")
 CONTEXT_SOURCES = ("profile", "interaction")
@@ -143,6 +143,13 @@ class M6Fusion(Recommender):
                                              texts=train.item_text,
                                              model=str(config["text_model"]))
             item_side.append("item_text")
+            if int(config["text_neighbours"]) > 0:
+                index, weight = text_neighbours(self.item_text.vectors, self.item_text.present
+                                                & (train.item_popularity.cpu() > 0),
+                                                int(config["text_neighbours"]))
+                self.register_buffer("neighbour_index", index, persistent=False)
+                self.register_buffer("neighbour_weight", weight, persistent=False)
+                item_side.append("item_neighbours")
         self.item_modalities = ("item_id", *item_side)
         self.evidence = catalog.encoder("id-embedding", num=EVIDENCE_BANDS, dim=dim,
                                         init_std=init_std)
@@ -243,8 +250,8 @@ class M6Fusion(Recommender):
 
         The id modality is masked (and the evidence band set to 0) for items without
         training interactions and where ``drop_id`` (bool ``(N,)``) is true."""
-        vectors = torch.stack([getattr(self, name)(items) for name in self.item_modalities],
-                              dim=1)
+        vectors = torch.stack([self._item_modality(name, items)
+                               for name in self.item_modalities], dim=1)
         has_id = self.item_seen[items]
         if drop_id is not None:
             has_id = has_id & ~drop_id
@@ -261,7 +268,19 @@ class M6Fusion(Recommender):
             mask[:, 0] = True  # an id-only model has nothing else to score a cold item with
         if "item_text" in self.item_modalities:
             mask[:, self.item_modalities.index("item_text")] = self.item_text.present[items]
+        if "item_neighbours" in self.item_modalities:
+            mask[:, self.item_modalities.index("item_neighbours")] = (
+                self.neighbour_weight[items].sum(dim=1) > 0)
         return mask
+
+    def _item_modality(self, name: str, items: torch.Tensor) -> torch.Tensor:
+        """One item modality ``(N, dim)``.  ``item_neighbours`` is the similarity-weighted
+        mean of the id embeddings of the item's nearest warm items by text: collaborative
+        signal a cold item borrows from the items its text resembles."""
+        if name == "item_neighbours":
+            neighbours = self.item_id(self.neighbour_index[items])  # (N, k, dim)
+            return (neighbours * self.neighbour_weight[items].unsqueeze(-1)).sum(dim=1)
+        return getattr(self, name)(items)
 
     def all_item_vectors(self) -> torch.Tensor:
         """``(n_items, dim)``; cached in eval mode until parameters may change."""
@@ -399,7 +418,8 @@ class M6Fusion(Recommender):
         vectors, query = self._user_modalities(users, context)
         user_weights = self.user_fusion.weights(vectors, query)
         items = torch.arange(self.n_items, device=users.device)
-        item_vectors = torch.stack([getattr(self, n)(items) for n in self.item_modalities], 1)
+        item_vectors = torch.stack([self._item_modality(n, items)
+                                    for n in self.item_modalities], 1)
         has_id = self.item_seen
         band = torch.where(has_id, self.item_band, torch.zeros_like(self.item_band))
         item_weights = self.item_fusion.weights(item_vectors, self.evidence(band),
