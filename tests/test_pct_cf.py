@@ -247,7 +247,14 @@ def test_pct_cf_beats_popularity_on_cold_items(tmp_path):
     if not root or not (Path(root) / "recbole-ml-100k").is_dir():
         pytest.skip("M6BENCH_DATA_DIR is not set (or has no recbole-ml-100k/); point it at the "
                     "MovieLens RecBole copies to run the real-data tests")
+    # Over 3 seeds (3 cuts): one cut holds about 168 cold test items, and a single seed's
+    # NDCG@10 moves by several hundredths with the thread count alone.
     ledger = tmp_path / "ledger.jsonl"
-    pct = m6bench.run("pct-cf", benchmark="ml-100k-cold-items", ledger=ledger)
-    pop = m6bench.run("classic", model="pop", benchmark="ml-100k-cold-items", ledger=ledger)
-    assert pct["metrics"]["test"]["ndcg@10"] > pop["metrics"]["test"]["ndcg@10"]
+    scores: dict[str, list[float]] = {"pct-cf": [], "pop": []}
+    for seed in (0, 1, 2):
+        for plugin, model in (("pct-cf", "pct-cf"), ("classic", "pop")):
+            record = m6bench.run(plugin, model=model, benchmark="ml-100k-cold-items",
+                                 seed=seed, ledger=ledger)
+            scores[model].append(record["metrics"]["test"]["ndcg@10"])
+    print(f"\nml-100k-cold-items test NDCG@10, seeds 0-2: {scores}")
+    assert sum(scores["pct-cf"]) > sum(scores["pop"]), scores

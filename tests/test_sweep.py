@@ -95,12 +95,12 @@ def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
                for r in finals)
 
 
-def _sweep_command(tmp_path, trials):
+def _sweep_command(tmp_path, trials, epochs=6):
     return [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
             "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200",
             "--dataset-opt", "n_items=120", "--trials", str(trials), "--seeds", "0",
-            "--pruner", "none", "--set", "epochs=6", "--set", "eval_every=1",
-            "--ledger", str(tmp_path / "ledger.jsonl"), "--quiet"]
+            "--pruner", "none", "--set", f"epochs={epochs}", "--set", f"patience={epochs}",
+            "--set", "eval_every=1", "--ledger", str(tmp_path / "ledger.jsonl"), "--quiet"]
 
 
 def _only_study(tmp_path):
@@ -109,18 +109,25 @@ def _only_study(tmp_path):
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
-def _wait_for_trials(tmp_path, count, deadline_s=900):
+def _wait_for_trials(tmp_path, count, process, deadline_s=900):
+    """Until ``count`` trials are complete and the next one is running in ``process``."""
     deadline = time.monotonic() + deadline_s
+    storage = None  # one connection for every poll: a fresh one per poll is slow under load
     while time.monotonic() < deadline:
-        if (tmp_path / "optuna.db").exists():
+        if process.poll() is not None:
+            pytest.fail(f"the sweep exited ({process.returncode}) before it could be "
+                        f"interrupted mid-trial: {process.stdout.read().decode()[-2000:]}")
+        if storage is None and (tmp_path / "optuna.db").exists():
+            storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+        if storage is not None:
             try:
-                study = _only_study(tmp_path)
-            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError):
-                study = None
-            if study is not None:
+                (summary,) = optuna.study.get_all_study_summaries(storage)
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
                 states = [t.state for t in study.get_trials(deepcopy=False)]
-                if states.count(TrialState.COMPLETE) >= count and TrialState.RUNNING in states:
-                    return
+            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError):
+                states = []
+            if states.count(TrialState.COMPLETE) >= count and TrialState.RUNNING in states:
+                return
         time.sleep(0.2)
     pytest.fail(f"the sweep did not finish {count} trials in {deadline_s}s")
 
@@ -129,16 +136,17 @@ def _wait_for_trials(tmp_path, count, deadline_s=900):
 def test_resume_after_interruption_ends_with_exactly_the_budget(tmp_path, sig):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     trials = 6
-    first = subprocess.Popen(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _wait_for_trials(tmp_path, 2)
+    # Trials of 30 epochs spend long enough running for the poll to catch one mid-way.
+    first = subprocess.Popen(_sweep_command(tmp_path, trials, epochs=30), env=env,
+                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _wait_for_trials(tmp_path, 2, first)
     first.send_signal(sig)
     first.wait(timeout=60)
     assert first.returncode != 0
     interrupted = finished_counts(_only_study(tmp_path))["finished"]
     assert 2 <= interrupted < trials
 
-    second = subprocess.run(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
+    second = subprocess.run(_sweep_command(tmp_path, trials, epochs=30), env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     study = _only_study(tmp_path)
@@ -151,7 +159,7 @@ def test_resume_after_interruption_ends_with_exactly_the_budget(tmp_path, sig):
                  if r["kind"] == "trial" and r["status"] == "ok"}
     assert set(run_ids) <= ok_trials  # none lost: every finished trial's run is recorded
     # a third run has nothing left to do
-    third = subprocess.run(_sweep_command(tmp_path, trials), env=env, cwd=tmp_path,
+    third = subprocess.run(_sweep_command(tmp_path, trials, epochs=30), env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert third.returncode == 0
     assert finished_counts(_only_study(tmp_path))["finished"] == trials
