@@ -96,17 +96,9 @@ class M6Fusion(Recommender):
         # ---- user tower
         self.user_id = catalog.encoder("id-embedding", num=train.n_users, dim=dim,
                                        init_std=init_std)
-        user_side: list[str] = []
-        if side:
-            self.user_categorical = catalog.encoder(
-                "categorical-features", num=train.n_users, dim=dim, table=train.user_features,
-                kinds=train.user_feature_kinds, bands=int(config["bands"]), init_std=init_std,
-                known=torch.bincount(train.users, minlength=train.n_users) > 0)
-            self.user_numeric = catalog.encoder(
-                "numeric-features", num=train.n_users, dim=dim, table=train.user_features,
-                kinds=train.user_feature_kinds)
-            user_side = [n for n in ("user_categorical", "user_numeric")
-                         if not getattr(self, n).empty]
+        user_side = (self._side_encoders(
+            "user", train, train.user_features, train.user_feature_kinds,
+            torch.bincount(train.users, minlength=train.n_users) > 0) if side else [])
         self.user_modalities = ("user_id", *user_side)
         self.use_context = bool(config["context"])
         self.attention = config["fusion"] == "attention"
@@ -127,17 +119,9 @@ class M6Fusion(Recommender):
         # ---- item tower
         self.item_id = catalog.encoder("id-embedding", num=train.n_items, dim=dim,
                                        init_std=init_std)
-        item_side: list[str] = []
-        if side:
-            self.item_categorical = catalog.encoder(
-                "categorical-features", num=train.n_items, dim=dim, table=train.item_features,
-                kinds=train.item_feature_kinds, bands=int(config["bands"]), init_std=init_std,
-                known=train.item_popularity > 0)
-            self.item_numeric = catalog.encoder(
-                "numeric-features", num=train.n_items, dim=dim, table=train.item_features,
-                kinds=train.item_feature_kinds)
-            item_side = [n for n in ("item_categorical", "item_numeric")
-                         if not getattr(self, n).empty]
+        item_side = (self._side_encoders(
+            "item", train, train.item_features, train.item_feature_kinds,
+            train.item_popularity > 0) if side else [])
         if bool(config["text"]) and train.item_text is not None:
             self.item_text = catalog.encoder("sentence-text", num=train.n_items, dim=dim,
                                              texts=train.item_text,
@@ -195,6 +179,21 @@ class M6Fusion(Recommender):
         self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
         self.to(train.device)
         self.optimizer: torch.optim.Optimizer | None = None
+
+    def _side_encoders(self, side: str, train: TrainSet, table: Any,
+                       kinds: Mapping[str, str], known: torch.Tensor) -> list[str]:
+        """Build ``<side>_categorical`` and ``<side>_numeric`` from a side table; return the
+        names of those that carry information (the tower's side modalities)."""
+        num = known.numel()
+        dim, init_std = self.dim, float(self.config["init_std"])
+        catalog = train.components
+        setattr(self, f"{side}_categorical", catalog.encoder(
+            "categorical-features", num=num, dim=dim, table=table, kinds=kinds,
+            bands=int(self.config["bands"]), init_std=init_std, known=known))
+        setattr(self, f"{side}_numeric", catalog.encoder(
+            "numeric-features", num=num, dim=dim, table=table, kinds=kinds))
+        return [name for name in (f"{side}_categorical", f"{side}_numeric")
+                if not getattr(self, name).empty]
 
     @staticmethod
     def _check(train: TrainSet, config: Mapping[str, Any]) -> None:
