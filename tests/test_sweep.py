@@ -11,6 +11,7 @@ import types
 
 import optuna
 import pytest
+import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
@@ -117,14 +118,16 @@ def _wait_for_trials(tmp_path, count, process, deadline_s=900):
         if process.poll() is not None:
             pytest.fail(f"the sweep exited ({process.returncode}) before it could be "
                         f"interrupted mid-trial: {process.stdout.read().decode()[-2000:]}")
-        if storage is None and (tmp_path / "optuna.db").exists():
-            storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
-        if storage is not None:
+        if (tmp_path / "optuna.db").exists():
             try:
+                # the sweep may still be creating the schema when the file appears
+                if storage is None:
+                    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
                 (summary,) = optuna.study.get_all_study_summaries(storage)
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
                 states = [t.state for t in study.get_trials(deepcopy=False)]
-            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError):
+            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError,
+                    sqlalchemy.exc.OperationalError):
                 states = []
             if states.count(TrialState.COMPLETE) >= count and TrialState.RUNNING in states:
                 return
