@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -110,27 +112,27 @@ def _only_study(tmp_path):
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
+def _trial_states(database):
+    """The trials' states, read without writing: the test must not race the sweep to create
+    the schema, so it opens the file read-only and treats a missing table as no trials."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
+                                                timeout=5)) as connection:
+            return [state for (state,) in connection.execute("SELECT state FROM trials")]
+    except sqlite3.OperationalError:  # no file or no table yet, or locked by a writer
+        return []
+
+
 def _wait_for_trials(tmp_path, count, process, deadline_s=900):
     """Until ``count`` trials are complete and the next one is running in ``process``."""
     deadline = time.monotonic() + deadline_s
-    storage = None  # one connection for every poll: a fresh one per poll is slow under load
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the sweep exited ({process.returncode}) before it could be "
                         f"interrupted mid-trial: {process.stdout.read().decode()[-2000:]}")
-        if (tmp_path / "optuna.db").exists():
-            try:
-                # the sweep may still be creating the schema when the file appears
-                if storage is None:
-                    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
-                (summary,) = optuna.study.get_all_study_summaries(storage)
-                study = optuna.load_study(study_name=summary.study_name, storage=storage)
-                states = [t.state for t in study.get_trials(deepcopy=False)]
-            except (ValueError, RuntimeError, optuna.exceptions.StorageInternalError,
-                    sqlalchemy.exc.OperationalError):
-                states = []
-            if states.count(TrialState.COMPLETE) >= count and TrialState.RUNNING in states:
-                return
+        states = _trial_states(tmp_path / "optuna.db")
+        if states.count(TrialState.COMPLETE.name) >= count and TrialState.RUNNING.name in states:
+            return
         time.sleep(0.2)
     pytest.fail(f"the sweep did not finish {count} trials in {deadline_s}s")
 
@@ -183,6 +185,29 @@ def test_worker_joins_a_shared_study(tmp_path):
     assert len(read_ledger(tmp_path / "b.jsonl").records) == 2
     with pytest.raises(Exception, match="Did you mean"):
         join_study(storage, result.study_name + "x")
+
+
+def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tmp_path,
+                                                                              monkeypatch):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    real_storage = optuna.storages.RDBStorage
+    calls = []
+
+    class LosesTheRaceOnce(real_storage):
+        def __init__(self, *args, **kwargs):
+            calls.append(args)
+            if len(calls) == 1:
+                real_storage(url)  # the other process creates the schema first
+                raise sqlalchemy.exc.IntegrityError(
+                    "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", LosesTheRaceOnce)
+    storage = make_storage(url)
+    assert len(calls) == 2
+    study = optuna.create_study(storage=storage, study_name="after-the-race")
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name="after-the-race", storage=url).trials) == 1
 
 
 def test_no_budget_is_an_error():

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from m6bench._config import resolve_config
@@ -95,15 +96,24 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite"):
         # several processes may share one SQLite file: wait for its lock instead of failing
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    return optuna.storages.RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_SECONDS,
-        grace_period=HEARTBEAT_SECONDS * 3,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=3
-        ),
-    )
+
+    def open_storage() -> optuna.storages.RDBStorage:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=HEARTBEAT_SECONDS * 3,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=3
+            ),
+        )
+
+    try:
+        return open_storage()
+    except sqlalchemy.exc.IntegrityError:
+        # Two processes opened a fresh database at once and both wrote its schema version:
+        # the other one won, so the schema is complete and opening it again reads it.
+        return open_storage()
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
