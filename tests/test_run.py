@@ -156,3 +156,45 @@ def test_membership_and_true_negatives_match_a_python_set(bitmap, monkeypatch, t
     # rejection sampling: a row keeps a training item only if every one of 40 draws hit one
     negatives = train.sample_true_negatives(train.users, max_tries=40)
     assert not any((u, i) in pairs for u, i in zip(train.users.tolist(), negatives.tolist()))
+
+
+def test_bpr_batches_cover_every_interaction_once_with_true_negatives(tmp_path):
+    from collections import Counter
+
+    from m6bench import BenchmarkSpec, LoadContext
+    from m6bench._benchmark import prepare_benchmark
+
+    spec = BenchmarkSpec("bpr-batches", dataset="synthetic",
+                         dataset_options={"n_users": 120, "n_items": 90, "density": 0.1})
+    train = prepare_benchmark(load_catalog(), spec, seed=0, device=torch.device("cpu"),
+                              context=LoadContext(data_dir=None, cache_dir=str(tmp_path))).train
+    interactions = Counter(zip(train.users.tolist(), train.items.tolist()))
+    epochs = [list(train.bpr_batches(64)) for _ in range(2)]
+    for batches in epochs:
+        sizes = [users.numel() for users, _, _ in batches]
+        assert sizes[:-1] == [64] * (len(sizes) - 1) and 0 < sizes[-1] <= 64
+        users, positives, negatives = (torch.cat(part) for part in zip(*batches))
+        assert Counter(zip(users.tolist(), positives.tolist())) == interactions
+        assert not any((u, i) in interactions
+                       for u, i in zip(users.tolist(), negatives.tolist()))
+    # each epoch has its own order, drawn from the run's generator
+    assert not torch.equal(epochs[0][0][0], epochs[1][0][0])
+    uniform = torch.cat([negatives for _, _, negatives in train.bpr_batches(64, False)])
+    assert uniform.numel() == train.n_interactions and int(uniform.max()) < train.n_items
+
+
+def test_id_embedding_gradient_matches_torch_embedding():
+    from m6bench.builtin.components import IdEmbedding
+
+    torch.manual_seed(0)
+    encoder = IdEmbedding(7, 3, init_std=0.5)
+    reference = torch.nn.Embedding(7, 3)
+    reference.weight.data.copy_(encoder.weight.data)
+    index = torch.tensor([[4, 1, 4], [0, 4, 6]])  # repeated rows accumulate
+    upstream = torch.randn(2, 3, 3)
+    (encoder(index) * upstream).sum().backward()
+    (reference(index) * upstream).sum().backward()
+    assert torch.equal(encoder(index), reference(index))
+    assert torch.allclose(encoder.weight.grad, reference.weight.grad, atol=1e-6)
+    assert encoder.weight.grad[[2, 3, 5]].abs().sum() == 0  # rows never looked up
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -76,6 +76,24 @@ class TrainSet:
             clash = self.has_interaction(users, negatives)
             negatives = torch.where(clash, self.sample_negatives(users.numel()), negatives)
         return negatives
+
+    def bpr_batches(self, batch_size: int, true_negatives: bool = True
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """One epoch of BPR triples: the training interactions in an order shuffled by the
+        run's generator, as mini-batches ``(users, positives, negatives)`` of int64 ``(B,)``
+        (the last one shorter).  Negatives come from :meth:`sample_true_negatives`, or from
+        :meth:`sample_negatives` when ``true_negatives`` is false.
+
+        The epoch is shuffled, gathered and sampled in a few whole-epoch operations and the
+        batches are views of it: per batch, the same work costs several small operations
+        whose fixed overhead dominates on a CPU."""
+        order = torch.randperm(self.n_interactions, generator=self.generator,
+                               device=self.generator.device).to(self.device)
+        users, positives = self.users[order], self.items[order]
+        negatives = (self.sample_true_negatives(users) if true_negatives
+                     else self.sample_negatives(users.numel()))
+        return zip(users.split(batch_size), positives.split(batch_size),
+                   negatives.split(batch_size))
 
     def has_interaction(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Bool ``(N,)``: whether each (user, item) pair is in the training matrix.

@@ -56,30 +56,25 @@ class BPRMF(Recommender):
             # per ML-1M epoch on a 2-core CPU: sparse gradients cost more than they save.)
             self.optimizer = torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]),
                                               fused=True)
-        n = train.n_interactions
-        order = torch.randperm(n, generator=train.generator,
-                               device=train.generator.device).to(train.device)
         # Losses are summed on the device and read once per epoch (no per-batch sync).
         ranking_total = torch.zeros((), device=train.device)
         l2_total = torch.zeros((), device=train.device)
-        for start in range(0, n, self.batch_size):
-            batch = order[start : start + self.batch_size]
-            users, positives = train.users[batch], train.items[batch]
-            negatives = (train.sample_true_negatives(users) if self.true_negatives
-                         else train.sample_negatives(batch.numel()))
+        for users, positives, negatives in train.bpr_batches(self.batch_size,
+                                                             self.true_negatives):
+            size = users.numel()
             user_vectors = self.user_encoder(users)
             # One lookup for positives and negatives: one backward pass over the item table.
             item_vectors = self.item_encoder(torch.cat([positives, negatives]))
-            positive_vectors, negative_vectors = item_vectors.split(batch.numel())
+            positive_vectors, negative_vectors = item_vectors.split(size)
             ranking_loss = self.head(self.fusion(user_vectors, positive_vectors),
                                      self.fusion(user_vectors, negative_vectors))
-            l2_loss = self.l2 * (user_vectors.pow(2).sum()
-                                 + item_vectors.pow(2).sum()) / batch.numel()
+            l2_loss = self.l2 * (user_vectors.pow(2).sum() + item_vectors.pow(2).sum()) / size
             self.optimizer.zero_grad(set_to_none=True)
             (ranking_loss + l2_loss).backward()
             self.optimizer.step()
-            ranking_total += ranking_loss.detach() * batch.numel()
-            l2_total += l2_loss.detach() * batch.numel()
+            ranking_total.add_(ranking_loss.detach(), alpha=size)
+            l2_total.add_(l2_loss.detach(), alpha=size)
+        n = train.n_interactions
         return {"bpr": float(ranking_total) / n, "l2": float(l2_total) / n}
 
     def score(self, users: torch.Tensor) -> torch.Tensor:

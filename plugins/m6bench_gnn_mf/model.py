@@ -99,11 +99,6 @@ class GNNMF(Recommender):
         return self.propagated[: self.n_users], self.propagated[self.n_users :]
 
     # ------------------------------------------------------------------ training
-    def _negatives(self, train: TrainSet, users: torch.Tensor) -> torch.Tensor:
-        if self.true_negatives:
-            return train.sample_true_negatives(users)
-        return train.sample_negatives(users.numel())
-
     def _make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam([self.user_encoder.weight, self.item_encoder.weight],
                                 lr=float(self.config["lr"]))
@@ -113,15 +108,11 @@ class GNNMF(Recommender):
         if self.optimizer is None:
             self.optimizer = self._make_optimizer()
         n = train.n_interactions
-        order = torch.randperm(n, generator=train.generator,
-                               device=train.generator.device).to(train.device)
         batch_size = -(-n // self.steps_per_epoch)
         ranking_total = torch.zeros((), device=train.device)
         reg_total = torch.zeros((), device=train.device)
-        for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
-            users, positives = train.users[batch], train.items[batch]
-            negatives = self._negatives(train, users)
+        for users, positives, negatives in train.bpr_batches(batch_size, self.true_negatives):
+            size = users.numel()
             final = self.propagate()
             user_vectors = final[users]
             positive_vectors = final[self.n_users + positives]
@@ -131,12 +122,12 @@ class GNNMF(Recommender):
             reg_loss = self.reg * 0.5 * (
                 self.user_encoder(users).pow(2).sum() + self.item_encoder(positives).pow(2).sum()
                 + self.item_encoder(negatives).pow(2).sum()
-            ) / batch.numel()
+            ) / size
             self.optimizer.zero_grad(set_to_none=True)
             (ranking_loss + reg_loss).backward()
             self.optimizer.step()
-            ranking_total += ranking_loss.detach() * batch.numel()
-            reg_total += reg_loss.detach() * batch.numel()
+            ranking_total.add_(ranking_loss.detach(), alpha=size)
+            reg_total.add_(reg_loss.detach(), alpha=size)
         return {"bpr": float(ranking_total) / n, "reg": float(reg_total) / n}
 
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:

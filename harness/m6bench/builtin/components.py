@@ -13,6 +13,26 @@ from m6bench._specs import ComponentSpec
 from m6bench.hookspecs import hookimpl
 
 
+class _GatherRows(torch.autograd.Function):
+    """``weight[index]`` whose backward sums the rows' gradients with ``index_add_``.
+
+    On a CPU this backward takes about half the time of ``nn.functional.embedding``'s for a
+    mini-batch of a few thousand rows (measured on a BPR-MF epoch of ML-1M, 2 cores), and it
+    is deterministic there, adding the rows in index order."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.weight_shape = weight.shape
+        return weight.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        weight_grad = grad.new_zeros(ctx.weight_shape)
+        return weight_grad.index_add_(0, index, grad), None
+
+
 class IdEmbedding(nn.Module):
     """Entity index ``(B,)`` -> vector ``(B, dim)``; ``weight`` is ``(num, dim)``."""
 
@@ -26,6 +46,11 @@ class IdEmbedding(nn.Module):
         return self.embedding.weight
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
+        weight = self.embedding.weight
+        if weight.device.type == "cpu":
+            return _GatherRows.apply(weight, index.reshape(-1)).view(*index.shape, -1)
+        # On CUDA index_add_ adds with atomics (run-to-run noise); the embedding's own
+        # sorted backward is deterministic and fast there.
         return self.embedding(index)
 
 
