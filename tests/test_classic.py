@@ -150,6 +150,36 @@ def test_itemknn_keeps_only_the_k_most_similar_items(catalog):
     assert model.neighbours.shape == model.weights.shape == (TINY.shape[1], k)
 
 
+def test_bpr_mf_hand_gradients_equal_autograd_through_its_components(catalog):
+    from m6bench_classic.factorisation import BPRMF
+
+    rng = np.random.default_rng(0)
+    train = tiny_train(rng.random((9, 7)) < 0.4, catalog)
+    model = BPRMF(train, {"dim": 5, "init_std": 0.3, "lr": 0.01, "l2": 0.05,
+                          "batch_size": 6, "negatives": "true"})
+    # repeated users and items: their rows' gradients must add up
+    users = torch.tensor([0, 3, 3, 8, 0, 5])
+    positives = torch.tensor([1, 1, 4, 6, 2, 1])
+    negatives = torch.tensor([6, 0, 1, 1, 6, 3])
+    bpr, l2 = model.set_gradients(users, positives, negatives)
+    hand = [model.user_encoder.weight.grad.clone(), model.item_encoder.weight.grad.clone()]
+
+    model.zero_grad(set_to_none=True)
+    user_vectors = model.user_encoder(users)
+    positive_vectors = model.item_encoder(positives)
+    negative_vectors = model.item_encoder(negatives)
+    expected_bpr = model.head(model.fusion(user_vectors, positive_vectors),
+                              model.fusion(user_vectors, negative_vectors))
+    expected_l2 = 0.05 * sum(v.pow(2).sum() for v in (user_vectors, positive_vectors,
+                                                      negative_vectors)) / 6
+    (expected_bpr + expected_l2).backward()
+    assert float(bpr) == pytest.approx(float(expected_bpr), rel=1e-6)
+    assert float(l2) == pytest.approx(float(expected_l2), rel=1e-6)
+    torch.testing.assert_close(hand[0], model.user_encoder.weight.grad)
+    torch.testing.assert_close(hand[1], model.item_encoder.weight.grad)
+    assert hand[0][[1, 2, 4, 6, 7]].abs().sum() == 0  # users outside the batch
+
+
 def test_ials_half_step_is_the_confidence_weighted_least_squares_solution():
     alpha, l2, dim = 2.0, 0.5, 3
     item_factors = np.random.default_rng(0).normal(size=(TINY.shape[1], dim))

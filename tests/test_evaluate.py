@@ -49,13 +49,33 @@ def _ranx_scores(scores, relevant, masked, metrics):
                          make_comparable=True), sorted(qrels)
 
 
+# How a model may hand its scores over: the evaluator masks in place, so it must copy
+# (always without an owner; views) or may write into a fresh batch; a column-major view
+# must still be masked at the right (row, item) positions.
+SCORE_LAYOUTS = {
+    "copied": (lambda scores, users: scores[users], None),
+    "fresh": (lambda scores, users: scores[users], torch.nn.Module()),
+    "column-major view": (lambda scores, users: scores[users].T.contiguous().T,
+                          torch.nn.Module()),
+}
+
+
+@pytest.mark.parametrize("layout", SCORE_LAYOUTS)
+@pytest.mark.parametrize("every_user_has_truth", [True, False], ids=["all-users", "gaps"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_ranking_metrics_match_ranx(seed):
+def test_ranking_metrics_match_ranx(seed, every_user_has_truth, layout):
     scores, relevant, masked = _random_problem(seed)
+    score_fn, owner = SCORE_LAYOUTS[layout]
+    users = np.arange(scores.shape[0])
+    if every_user_has_truth:  # each batch is a run of consecutive users
+        relevant[users, users % scores.shape[1]] = True
+        masked[users, users % scores.shape[1]] = False
+    else:  # 40% of users have none: batches skip rows, which masking must respect
+        relevant[np.random.default_rng(seed).random(scores.shape[0]) < 0.4] = False
     result = evaluate_ranking(
-        lambda users: scores[users], truth=_csr(relevant), masks=[_csr(masked)], ks=KS,
-        n_items=scores.shape[1], item_popularity=torch.ones(scores.shape[1]),
-        n_train_users=scores.shape[0], batch_size=64,
+        lambda users: score_fn(scores, users), truth=_csr(relevant), masks=[_csr(masked)],
+        ks=KS, n_items=scores.shape[1], item_popularity=torch.ones(scores.shape[1]),
+        n_train_users=scores.shape[0], batch_size=64, owner=owner,
     )
     names = {"recall": "recall", "ndcg": "ndcg", "mrr": "mrr", "hit": "hit_rate",
              "precision": "precision", "map": "map"}

@@ -20,6 +20,7 @@ from m6bench._specs import (
     ModelSpec,
     ProtocolSpec,
 )
+from m6bench._tensor import row_gradient
 from m6bench.errors import (
     ConfigError,
     DatasetError,
@@ -54,6 +55,7 @@ __all__ = [
     "TrainSet",
     "hookimpl",
     "load_catalog",
+    "row_gradient",
     "run",
 ]
 

@@ -105,29 +105,36 @@ class RankingResult:
 
 
 class _RowLookup:
-    """The non-zeros of a sparse CSR matrix, fetched for sorted batches of rows.
+    """The non-zeros of a sparse CSR matrix, fetched for sorted batches of rows as positions
+    in the batch's flattened ``(B, n_columns)`` score matrix.
 
-    The (row, column) pairs are expanded once per evaluation; a batch of ascending rows
-    then owns one contiguous slice of them, filtered by a row -> batch-position table
-    (-1 for rows outside the batch).
+    The non-zeros' flat keys ``row * n_columns + column`` are expanded once per evaluation; a
+    batch of ascending rows then owns one contiguous slice of them.  When the batch is every
+    row from its first to its last (all users have relevant items, the usual case) the slice
+    shifted by the first row is the answer; otherwise the rows outside the batch are dropped
+    through a row -> batch-position table (-1 for rows outside the batch).
     """
 
     def __init__(self, matrix: torch.Tensor, position: torch.Tensor) -> None:
         crow = matrix.crow_indices()
         self.crow = crow.cpu().tolist()  # slice bounds on the host: no device sync per batch
+        self.n_columns = matrix.shape[1]
         self.cols = matrix.col_indices()
         counts = crow[1:] - crow[:-1]
         self.rows = torch.repeat_interleave(
             torch.arange(counts.numel(), device=counts.device), counts
         )
+        self.keys = self.rows * self.n_columns + self.cols
         self.position = position
 
-    def batch(self, first: int, last: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(batch row, column) of every non-zero in the batch's rows, ``first``..``last``."""
+    def batch(self, first: int, last: int, size: int) -> torch.Tensor:
+        """Flat positions of the non-zeros of the batch's ``size`` rows, ``first``..``last``."""
         low, high = self.crow[first], self.crow[last + 1]
+        if size == last - first + 1:
+            return self.keys[low:high] - first * self.n_columns
         batch_rows = self.position[self.rows[low:high]]
         keep = batch_rows >= 0
-        return batch_rows[keep], self.cols[low:high][keep]
+        return batch_rows[keep] * self.n_columns + self.cols[low:high][keep]
 
 
 @torch.no_grad()
@@ -183,9 +190,9 @@ def evaluate_ranking(
         first, last = users_host[start], users_host[min(start + batch_size, len(users_host)) - 1]
         scores = _writable(score_fn(batch).to(device=device, dtype=torch.float32), owned)
         position[batch] = torch.arange(batch.numel(), device=device)
+        flat_scores = scores.view(-1)
         for lookup in mask_lookups:
-            rows, cols = lookup.batch(first, last)
-            scores[rows, cols] = -torch.inf
+            flat_scores.index_fill_(0, lookup.batch(first, last, batch.numel()), -torch.inf)
         position[batch] = -1
         if excluded_items is not None:
             scores[:, excluded_items] = -torch.inf
@@ -216,7 +223,7 @@ def _writable(scores: torch.Tensor, owned: set[int] | None) -> torch.Tensor:
     copy of a (B, n_items) batch costs as much as a third of the matmul that made it."""
     if (owned is None or scores._base is not None or not scores.is_contiguous()
             or scores.untyped_storage().data_ptr() in owned):
-        return scores.clone()
+        return scores.clone(memory_format=torch.contiguous_format)  # masked through a flat view
     return scores
 
 

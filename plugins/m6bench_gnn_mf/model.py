@@ -71,8 +71,11 @@ class GNNMF(Recommender):
         self.steps_per_epoch = int(config["steps_per_epoch"])
         self.reg = float(config["reg"])
         self.true_negatives = config["negatives"] == "true"
-        # Created on the first epoch, once the harness has moved the parameters to the device.
-        self.optimizer: torch.optim.Optimizer | None = None
+        # Built here, not in the first epoch: a process's first optimizer imports torch's
+        # compiler stack (about 2 s), which is set-up, not training.  Moving the model later
+        # keeps these parameter objects, so the optimizer follows.
+        self.optimizer = torch.optim.Adam([self.user_encoder.weight, self.item_encoder.weight],
+                                          lr=float(config["lr"]))
 
     # ------------------------------------------------------------------ embeddings
     def ego_embeddings(self) -> torch.Tensor:
@@ -99,14 +102,8 @@ class GNNMF(Recommender):
         return self.propagated[: self.n_users], self.propagated[self.n_users :]
 
     # ------------------------------------------------------------------ training
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam([self.user_encoder.weight, self.item_encoder.weight],
-                                lr=float(self.config["lr"]))
-
     def bpr_epoch(self, train: TrainSet) -> dict[str, float]:
         """One pass over the shuffled interactions, one propagation per big batch."""
-        if self.optimizer is None:
-            self.optimizer = self._make_optimizer()
         n = train.n_interactions
         batch_size = -(-n // self.steps_per_epoch)
         ranking_total = torch.zeros((), device=train.device)

@@ -10,27 +10,24 @@ import torch
 from torch import nn
 
 from m6bench._specs import ComponentSpec
+from m6bench._tensor import row_gradient
 from m6bench.hookspecs import hookimpl
 
 
 class _GatherRows(torch.autograd.Function):
-    """``weight[index]`` whose backward sums the rows' gradients with ``index_add_``.
-
-    On a CPU this backward takes about half the time of ``nn.functional.embedding``'s for a
-    mini-batch of a few thousand rows (measured on a BPR-MF epoch of ML-1M, 2 cores), and it
-    is deterministic there, adding the rows in index order."""
+    """``weight[index]`` whose backward is :func:`m6bench.row_gradient` (faster on a CPU than
+    the embedding's own backward, and deterministic on every device)."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
-        ctx.weight_shape = weight.shape
+        ctx.n_rows = weight.shape[0]
         return weight.index_select(0, index)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (index,) = ctx.saved_tensors
-        weight_grad = grad.new_zeros(ctx.weight_shape)
-        return weight_grad.index_add_(0, index, grad), None
+        return row_gradient(grad, index, ctx.n_rows), None
 
 
 class IdEmbedding(nn.Module):
@@ -46,12 +43,8 @@ class IdEmbedding(nn.Module):
         return self.embedding.weight
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        weight = self.embedding.weight
-        if weight.device.type == "cpu":
-            return _GatherRows.apply(weight, index.reshape(-1)).view(*index.shape, -1)
-        # On CUDA index_add_ adds with atomics (run-to-run noise); the embedding's own
-        # sorted backward is deterministic and fast there.
-        return self.embedding(index)
+        rows = _GatherRows.apply(self.embedding.weight, index.reshape(-1))
+        return rows.view(*index.shape, -1)
 
 
 class DotFusion(nn.Module):
@@ -90,6 +83,13 @@ class BPRHead(nn.Module):
 
     def forward(self, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         return -nn.functional.logsigmoid(positive - negative).mean()
+
+    @staticmethod
+    def margin_gradient(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """The loss's derivative with respect to each pair's ``positive`` score ``(B,)``; its
+        derivative with respect to ``negative`` is the opposite.  For models that apply the
+        chain rule themselves: ``d/dx -mean(log sigmoid(x)) = -sigmoid(-x) / B``."""
+        return torch.sigmoid(negative - positive).mul_(-1.0 / positive.numel())
 
 
 class MSEHead(nn.Module):
