@@ -4,9 +4,7 @@ synthetic default, determinism, and quality targets on MovieLens 100K (``real_da
 from __future__ import annotations
 
 import math
-import os
 from itertools import product
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ import torch
 import m6bench
 import m6bench_classic
 from m6bench import TrainSet, load_catalog
-from m6bench.testing import assert_plugin_conforms
+from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_classic import EASE, ItemKNN, Popularity, RandomScores
 from m6bench_classic.factorisation import solve_side_cg, solve_side_exact
 
@@ -280,20 +278,9 @@ ML100K_FLOORS = {"itemknn": 0.27, "bpr-mf": 0.28, "ease": 0.31, "ials": 0.29}
 ML100K_POP_BAND = (0.12, 0.165)
 
 
-def ml100k_folder() -> Path:
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the folder that holds "
-                    "recbole-ml-100k/ to run the MovieLens quality targets")
-    folder = Path(root) / "recbole-ml-100k"
-    if not folder.is_dir():
-        pytest.skip(f"M6BENCH_DATA_DIR={root} has no recbole-ml-100k/ folder")
-    return folder
-
-
 @pytest.mark.real_data
 def test_ml100k_quality_targets_with_defaults(catalog, tmp_path):
-    ml100k_folder()
+    real_data_folder("recbole-ml-100k", purpose="the MovieLens quality targets")
     rows = {}
     for model in ("pop", "itemknn", "ease", "ials", "bpr-mf"):
         record = m6bench.run(plugin="classic", model=model, dataset="ml-100k", seed=0,

@@ -13,7 +13,6 @@ import functools
 import hashlib
 import http.server
 import json
-import os
 import threading
 import time
 import zipfile
@@ -30,6 +29,7 @@ from m6bench._registry import Registry
 from m6bench._specs import DatasetSpec, LoadContext
 from m6bench.builtin import datasets as builtin
 from m6bench.errors import DatasetError
+from m6bench.testing import real_data_folder
 
 BUILTIN_NAMES = {"synthetic", "recbole", "ml-100k", "ml-1m", "csv", "hf"}
 
@@ -771,17 +771,6 @@ def test_folder_without_inter_file(catalog, context, tmp_path):
 
 
 # ============================================================================ real data
-def real_data_folder(*parts: str) -> Path:
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the MovieLens RecBole copies "
-                    "(e.g. /work/shared/data) to run the real-data tests")
-    folder = Path(root, *parts)
-    if not folder.is_dir():
-        pytest.skip(f"M6BENCH_DATA_DIR={root} has no {Path(*parts)}/ folder")
-    return folder
-
-
 @pytest.fixture
 def real_context(tmp_path, monkeypatch) -> LoadContext:
     monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))

