@@ -219,7 +219,7 @@ def hook_reference() -> str:
     lines.append("")
     lines += _methods_section(
         TrainSet, ["n_interactions", "dense_matrix", "sample_negatives",
-                   "sample_true_negatives", "has_interaction"],
+                   "sample_true_negatives", "has_interaction", "bpr_batches"],
         {"n_interactions": "Number of training interactions."})
     lines += ["### Components from the catalog: `train.components`", "",
               "A model composes registered encoders, fusions and heads by name; parameters "

@@ -341,17 +341,24 @@ class PCTCF(Recommender):
                            1.0, 1.0, 0.0),
                 self._fuse(cf_negative, self.deep_scores(tower_user, tower_items[negatives]),
                            1.0, 1.0, 0.0))
-            # the dropout path: entities dropped at random are scored as if cold
-            user_keep_all = self._keep(train, self.warm_users())
-            item_keep_all = self._keep(train, self.warm_items())
-            tower_users, tower_items = self.towers(user_keep_all, item_keep_all)
-            tower_user = tower_users[users]
-            user_keep = user_keep_all[users]
-            dropout_loss = self.ranking_head(
-                self._fuse(cf_positive, self.deep_scores(tower_user, tower_items[positives]),
-                           user_keep, item_keep_all[positives], self.log_popularity[positives]),
-                self._fuse(cf_negative, self.deep_scores(tower_user, tower_items[negatives]),
-                           user_keep, item_keep_all[negatives], self.log_popularity[negatives]))
+            # the dropout path: entities dropped at random are scored as if cold (skipped
+            # when it carries no weight: it costs a second pass of both towers)
+            dropout_loss = torch.zeros((), device=device)
+            if self.dropout_weight > 0:
+                user_keep_all = self._keep(train, self.warm_users())
+                item_keep_all = self._keep(train, self.warm_items())
+                tower_users, tower_items = self.towers(user_keep_all, item_keep_all)
+                tower_user = tower_users[users]
+                user_keep = user_keep_all[users]
+                dropout_loss = self.ranking_head(
+                    self._fuse(cf_positive,
+                               self.deep_scores(tower_user, tower_items[positives]),
+                               user_keep, item_keep_all[positives],
+                               self.log_popularity[positives]),
+                    self._fuse(cf_negative,
+                               self.deep_scores(tower_user, tower_items[negatives]),
+                               user_keep, item_keep_all[negatives],
+                               self.log_popularity[negatives]))
             shared = (self.user_shared(users).pow(2).sum()
                       + self.item_shared(positives).pow(2).sum()
                       + self.item_shared(negatives).pow(2).sum())
