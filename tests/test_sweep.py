@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import types
+import weakref
 
 import optuna
 import pytest
@@ -170,6 +171,52 @@ def test_resume_after_interruption_ends_with_exactly_the_budget(tmp_path, sig):
     assert finished_counts(_only_study(tmp_path))["finished"] == trials
     assert len(_only_study(tmp_path).get_trials(deepcopy=False)) == len(
         study.get_trials(deepcopy=False))
+
+
+class _InterruptedInAFinaliser(_Fragile):
+    """Sends itself SIGINT from inside a finaliser in its second trial: Python raises the
+    KeyboardInterrupt there, and a finaliser's exceptions are printed and dropped."""
+
+    iterative = True
+    fits = 0
+
+    def fit_epoch(self, train, epoch):
+        type(self).fits += 1
+        if type(self).fits == 3:  # trial 2 (each trial fits 2 epochs), epoch 1
+
+            class Doomed:
+                pass
+
+            doomed = Doomed()
+            weakref.finalize(doomed, lambda: os.kill(os.getpid(), signal.SIGINT) or time.sleep(0.1))
+            del doomed  # the finaliser runs here, and swallows the interrupt
+        return {}
+
+
+def test_an_interrupt_lost_in_a_finaliser_still_stops_the_sweep(tmp_path):
+    from m6bench._sweep import sweep
+
+    plugin = types.ModuleType("interrupted")
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec("interrupted", build=_InterruptedInAFinaliser,
+                           defaults={"boom": False, "k": 1, "epochs": 2, "eval_every": 1},
+                           search_space=lambda t: {"k": t.suggest_int("k", 1, 50)}))
+
+    plugin.m6bench_register_models = m6bench_register_models
+    catalog = load_catalog([("interrupted", plugin)])
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        sweep("interrupted", dataset="synthetic", dataset_options=SMALL, trials=6, seeds=1,
+              ledger=tmp_path / "ledger.jsonl", catalog=catalog,
+              storage=f"sqlite:///{tmp_path / 'interrupted.db'}")
+    assert _InterruptedInAFinaliser.fits == 3  # stopped at the end of that epoch
+    assert signal.getsignal(signal.SIGINT) is previous  # the sweep's handler is removed
+    storage = make_storage(f"sqlite:///{tmp_path / 'interrupted.db'}")
+    (summary,) = optuna.study.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert finished_counts(study)["complete"] == 1  # the rest is left for a resumed sweep
 
 
 def test_worker_joins_a_shared_study(tmp_path):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -148,11 +150,44 @@ def finished_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+class _Interruption:
+    """Ctrl-C (SIGINT) during a sweep, remembered as well as raised.
+
+    Python raises ``KeyboardInterrupt`` in whatever code runs when the signal lands; inside
+    a finaliser (the garbage collection Optuna runs after each trial) it is printed as
+    "Exception ignored" and lost, and the sweep would run on to its budget.  So the handler
+    also sets a flag, which the objective checks at every epoch end and the optimiser after
+    every trial."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt("the sweep was interrupted (SIGINT)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Interruption]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers belong to the main thread
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 class _Objective:
     """One trial = one recorded run with the trial's sampled config."""
 
     def __init__(self, spec: SweepSpec, plan: RunPlan, study_name: str,
-                 report: Callable[[str], None]) -> None:
+                 report: Callable[[str], None], interruption: _Interruption) -> None:
+        self.interruption = interruption
         self.spec = spec
         self.plan = plan
         self.study_name = study_name
@@ -178,6 +213,7 @@ class _Objective:
         trial.set_user_attr("config", config)
 
         def on_epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
+            self.interruption.check()
             value = metrics.get(f"valid/{self.metric}")
             if value is None or not math.isfinite(value):
                 return
@@ -272,26 +308,31 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
     exactly the requested number of finished trials; while they run this worker waits, and
     a dead worker's trial turns stale after the heartbeat grace period and is retried.
     """
-    objective = _Objective(spec, plan, study.study_name, report)
-    for _ in range(MAX_ROUNDS):
-        optuna.storages.fail_stale_trials(study)
-        trials_left, time_left = _budget_left(study, spec)
-        if trials_left == 0 or time_left == 0:
-            return
-        running = finished_counts(study)["running"]
-        if trials_left is not None and running >= trials_left:
-            time.sleep(WAIT_SECONDS)
-            continue
-        study.optimize(
-            objective,
-            n_trials=None if trials_left is None else trials_left - running,
-            timeout=time_left,
-            catch=(M6BenchError, ConfigError, _BudgetReached),
-            callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials)],
-            gc_after_trial=True,
-        )
-        if trials_left is None:
-            return  # a time budget: optimize ran until it was spent
+    interruption = _Interruption()
+    objective = _Objective(spec, plan, study.study_name, report, interruption)
+    with interruption.installed():
+        for _ in range(MAX_ROUNDS):
+            interruption.check()
+            optuna.storages.fail_stale_trials(study)
+            trials_left, time_left = _budget_left(study, spec)
+            if trials_left == 0 or time_left == 0:
+                return
+            running = finished_counts(study)["running"]
+            if trials_left is not None and running >= trials_left:
+                time.sleep(WAIT_SECONDS)
+                continue
+            study.optimize(
+                objective,
+                n_trials=None if trials_left is None else trials_left - running,
+                timeout=time_left,
+                catch=(M6BenchError, ConfigError, _BudgetReached),
+                callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials),
+                           lambda study, trial: interruption.check()],
+                gc_after_trial=True,
+            )
+            interruption.check()
+            if trials_left is None:
+                return  # a time budget: optimize ran until it was spent
 
 
 def _open_study(spec: SweepSpec, plan: RunPlan, storage: str, study_name: str) -> optuna.Study:
