@@ -16,11 +16,12 @@ Ranking conventions (the same as RecBole's and ranx's):
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+
+from m6bench._tensor import expand_csr
 
 RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 
@@ -105,38 +106,6 @@ class RankingResult:
         return out
 
 
-@dataclass(frozen=True)
-class _Expanded:
-    """A sparse CSR matrix's non-zeros as ``rows``, ``cols`` and flat keys
-    ``row * n_columns + column`` (ascending, as CSR stores them), with the row bounds on the
-    host."""
-
-    crow: list[int]
-    rows: torch.Tensor
-    cols: torch.Tensor
-    keys: torch.Tensor
-
-
-# The masks and truths of a benchmark are the same tensors at every evaluation of a run;
-# expanding ML-1M's ~900k non-zeros again each time costs a tenth of the evaluation.
-_EXPANDED: dict[int, tuple[weakref.ref[torch.Tensor], _Expanded]] = {}
-
-
-def _expand(matrix: torch.Tensor) -> _Expanded:
-    cached = _EXPANDED.get(id(matrix))
-    if cached is not None and cached[0]() is matrix:
-        return cached[1]
-    crow = matrix.crow_indices()
-    cols = matrix.col_indices()
-    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], device=crow.device),
-                                   crow[1:] - crow[:-1])
-    # slice bounds on the host: no device sync per batch
-    expanded = _Expanded(crow.cpu().tolist(), rows, cols, rows * matrix.shape[1] + cols)
-    _EXPANDED[id(matrix)] = (weakref.ref(matrix), expanded)
-    weakref.finalize(matrix, _EXPANDED.pop, id(matrix), None)
-    return expanded
-
-
 class _RowLookup:
     """The non-zeros of a sparse CSR matrix, fetched for sorted batches of rows as positions
     in the batch's flattened ``(B, n_columns)`` score matrix.
@@ -149,7 +118,7 @@ class _RowLookup:
 
     def __init__(self, matrix: torch.Tensor, position: torch.Tensor) -> None:
         self.n_columns = matrix.shape[1]
-        self.expanded = _expand(matrix)
+        self.expanded = expand_csr(matrix)
         self.position = position
 
     def batch(self, first: int, last: int, size: int) -> torch.Tensor:
@@ -201,7 +170,7 @@ def evaluate_ranking(
     if candidates is not None:
         excluded_items = (~candidates.to(device)).nonzero(as_tuple=True)[0]
     # sorted (user * n_items + item) keys of the truth: hits are a binary search away
-    truth_keys = _expand(truth).keys
+    truth_keys = expand_csr(truth).keys
     position = torch.full((truth.shape[0],), -1, dtype=torch.long, device=device)
     mask_lookups = [_RowLookup(m.to(device), position) for m in masks]
     owned = (None if owner is None else

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from m6bench._tensor import expand_csr
+
 if TYPE_CHECKING:
     from m6bench._plugins import Catalog
 
@@ -128,16 +130,7 @@ class TrainSet:
 
     @property
     def _sorted_keys(self) -> torch.Tensor:
-        cached = self.__dict__.get("_keys")
-        if cached is None:
-            crow = self.matrix.crow_indices()
-            col = self.matrix.col_indices()
-            rows = torch.repeat_interleave(
-                torch.arange(self.n_users, device=col.device), crow[1:] - crow[:-1]
-            )
-            cached = rows * self.n_items + col  # CSR order is already sorted
-            self.__dict__["_keys"] = cached
-        return cached
+        return expand_csr(self.matrix).keys  # CSR order is already sorted
 
 
 class Recommender(torch.nn.Module, abc.ABC):
