@@ -16,6 +16,7 @@ import m6bench_classic
 from m6bench import TrainSet, load_catalog
 from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_classic import EASE, ItemKNN, Popularity, RandomScores
+from m6bench_classic._sparse import rows_times_dense
 from m6bench_classic.factorisation import solve_side_cg, solve_side_exact
 
 # Users x items; no two items share a column, so similarities have no ties that would make
@@ -107,6 +108,24 @@ def test_ease_weights_survive_a_state_dict_round_trip(catalog):
     restored = EASE(train, {"l2": 3.0})
     restored.load_state_dict(model.state_dict())
     assert torch.equal(restored.score(all_users(train)), model.score(all_users(train)))
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "weighted"])
+def test_rows_times_dense_equals_the_dense_product_across_column_blocks(binary):
+    generator = np.random.default_rng(3)
+    matrix = (generator.random((7, 50)) < 0.2).astype(np.float32)
+    matrix[4] = 0.0  # a row without entries gives a zero row
+    if not binary:
+        matrix *= generator.integers(1, 6, size=matrix.shape)
+    # 900 columns span three of the CPU's column blocks, the last one partial.
+    dense = generator.standard_normal((50, 900)).astype(np.float32)
+    rows = np.array([6, 0, 4, 0, 3])  # any order, repeats allowed
+
+    product_rows = rows_times_dense(torch.from_numpy(matrix).to_sparse_csr(),
+                                    torch.from_numpy(rows), torch.from_numpy(dense))
+
+    expected = matrix[rows].astype(np.float64) @ dense
+    np.testing.assert_allclose(product_rows.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def hand_cosine(matrix: np.ndarray, shrink: float) -> np.ndarray:

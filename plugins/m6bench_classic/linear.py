@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from m6bench import Recommender, TrainSet
-from m6bench_classic._sparse import float_csr, sparse_rows, transpose_csr
+from m6bench_classic._sparse import float_csr, rows_times_dense, transpose_csr
 
 
 def ease_weights(user_item: torch.Tensor, l2: float) -> torch.Tensor:
@@ -62,6 +62,6 @@ class EASE(Recommender):
         return {}
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        # Histories are sparse (ML-1M: ~3% of the items): a sparse x dense product does ~1/30
-        # of the dense GEMM's arithmetic and measured 1.7x faster on a 2-core CPU.
-        return torch.sparse.mm(sparse_rows(self.history, users), self.item_weights)
+        # Histories are sparse (ML-1M: ~3% of the items), so summing the picked rows of B does
+        # ~1/30 of a dense GEMM's arithmetic.
+        return rows_times_dense(self.history, users, self.item_weights)
