@@ -299,6 +299,35 @@ def test_missing_text_is_masked_and_never_encoded(tmp_path):
     np.testing.assert_allclose(encoder.vectors[0].numpy(), stub_encode(["Star Orbit"])[0])
 
 
+def test_text_input_dropout_drops_and_rescales_coordinates_in_training_only(tmp_path):
+    from m6bench_m6_fusion import SentenceTextEncoder
+
+    register_text_encoder("dropout-stub", stub_encode)
+    encoder = SentenceTextEncoder(3, 4, ["red planet", "blue moon", "green star"],
+                                  model="dropout-stub", cache_dir=str(tmp_path),
+                                  input_dropout=0.4)
+    projected: list[torch.Tensor] = []
+    encoder.projection.register_forward_hook(lambda module, inputs, output:
+                                             projected.append(inputs[0]))
+    index = torch.tensor([0, 1, 2] * 300)
+    vectors = encoder.vectors[index]
+
+    encoder.eval()
+    encoder(index)
+    assert torch.equal(projected[-1], vectors)
+
+    encoder.train()
+    torch.manual_seed(0)
+    encoder(index)
+    kept = projected[-1] != 0
+    assert abs(kept.float().mean().item() - 0.6) < 0.02
+    torch.testing.assert_close(projected[-1][kept], vectors[kept] / 0.6)
+
+    with pytest.raises(ValueError, match="input_dropout=1.0"):
+        SentenceTextEncoder(3, 4, ["a"], model="dropout-stub", cache_dir=str(tmp_path),
+                            input_dropout=1.0)
+
+
 def test_a_category_no_training_entity_holds_is_treated_as_missing(catalog):
     import pandas as pd
 

@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "side_features": True,
     "text": True,
     "text_model": DEFAULT_TEXT_MODEL,
+    "text_dropout": 0.0,
     # the k nearest warm items by text lend their id embeddings (0: off; on ml-100k cold
     # items 20 neighbours did not beat text alone over 3 seeds, so it is a sweep option)
     "text_neighbours": 0,
@@ -123,6 +124,7 @@ def search_space(trial: Any) -> dict[str, Any]:
         "batch_size": trial.suggest_categorical("batch_size", [512, 1024, 2048]),
         "exclude_positives": trial.suggest_categorical("exclude_positives", [True, False]),
         "text_neighbours": trial.suggest_categorical("text_neighbours", [0, 10, 30]),
+        "text_dropout": trial.suggest_float("text_dropout", 0.0, 0.7),
     }
 
 

@@ -132,11 +132,20 @@ class SentenceTextEncoder(nn.Module):
     Missing text (``None``, NaN, or an empty or blank string) is never encoded: it gets the
     zero vector and ``present`` (bool ``(num,)``) is false, so a fusion can mask the text
     modality of those entities instead of reading the encoder's vector of an empty string.
+
+    ``input_dropout`` zeroes that share of the sentence vector's coordinates in training (and
+    rescales the rest): every text vector is unique, so without it the projection can learn
+    the text as one more item id, which tells nothing about an unseen item.
     """
 
     def __init__(self, num: int, dim: int, texts: Sequence[str] | None = None,
-                 model: str = DEFAULT_TEXT_MODEL, cache_dir: str | None = None) -> None:
+                 model: str = DEFAULT_TEXT_MODEL, cache_dir: str | None = None,
+                 input_dropout: float = 0.0) -> None:
         super().__init__()
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"sentence-text: input_dropout={input_dropout!r} must lie in "
+                             "[0, 1).")
+        self.input_dropout = float(input_dropout)
         texts = [t.strip() if isinstance(t, str) else "" for t in list(texts or [])[:num]]
         texts += [""] * (num - len(texts))
         present = torch.tensor([bool(t) for t in texts], dtype=torch.bool)
@@ -157,7 +166,8 @@ class SentenceTextEncoder(nn.Module):
         return self.vectors.shape[1] == 1 and not bool(self.vectors.any())
 
     def forward(self, index: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.vectors[index])
+        return self.projection(nn.functional.dropout(self.vectors[index], self.input_dropout,
+                                                     self.training))
 
 
 class InteractionContextEncoder(nn.Module):
@@ -375,7 +385,7 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
                              "min_count": 2, "init_std": 0.1, "known": None},
     "numeric-features": {"num": 1, "dim": 32, "table": None, "kinds": None},
     "sentence-text": {"num": 1, "dim": 32, "texts": None, "model": DEFAULT_TEXT_MODEL,
-                      "cache_dir": None},
+                      "cache_dir": None, "input_dropout": 0.0},
     "interaction-context": {"n_domains": 0, "dim": 32, "init_std": 0.1},
 }
 FUSION_DEFAULTS: dict[str, dict[str, Any]] = {

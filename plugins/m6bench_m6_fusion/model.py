@@ -67,7 +67,8 @@ class M6Fusion(Recommender):
 
     During training the id modality of a random ``id_dropout`` share of items is masked the
     way a cold item's is (per batch), so the towers learn to rank from content (Volkovs et
-    al., "DropoutNet", NeurIPS 2017).
+    al., "DropoutNet", NeurIPS 2017).  ``text_dropout`` drops that share of the sentence
+    vectors' coordinates in training, so the text cannot stand in for the item id.
 
     Scoring is one matmul: ``score(users) = U (B, dim) @ V^T (dim, n_items)``, with the item
     tower's ``V`` computed once per evaluation (cached while the model is in eval mode;
@@ -125,7 +126,8 @@ class M6Fusion(Recommender):
         if bool(config["text"]) and train.item_text is not None:
             self.item_text = catalog.encoder("sentence-text", num=train.n_items, dim=dim,
                                              texts=train.item_text,
-                                             model=str(config["text_model"]))
+                                             model=str(config["text_model"]),
+                                             input_dropout=float(config["text_dropout"]))
             item_side.append("item_text")
             if int(config["text_neighbours"]) > 0:
                 index, weight = text_neighbours(self.item_text.vectors, self.item_text.present
