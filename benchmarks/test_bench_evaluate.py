@@ -128,3 +128,38 @@ def test_bare_matmul_floor_100k_x_50k(benchmark, large_scale):
     users_emb, items_emb, _, _ = large_scale
     benchmark.pedantic(bare_matmul, args=(users_emb, items_emb, LARGE_BATCH), rounds=3,
                        warmup_rounds=0)
+
+
+def test_ease_scoring_ml1m_scale(benchmark, ml1m_scale):
+    """EASE's scoring of every user, ``history (sparse) @ B (3,706 x 3,706 dense)``, through
+    ``rows_times_dense``; ``extra_info`` holds ``torch.sparse.mm`` on the same CSR rows."""
+    from m6bench_classic._sparse import float_csr, rows_times_dense
+
+    _, _, train, _ = ml1m_scale
+    history = float_csr(train)
+    weights = torch.randn(N_ITEMS, N_ITEMS, generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    batches = [torch.arange(start, min(start + 2048, N_USERS), device=DEVICE)
+               for start in range(0, N_USERS, 2048)]
+
+    def score_every_user(product) -> None:
+        for users in batches:
+            product(users)
+        _sync()
+
+    embedding_bag = lambda users: rows_times_dense(history, users, weights)  # noqa: E731
+    benchmark.pedantic(score_every_user, args=(embedding_bag,), rounds=5, warmup_rounds=1)
+    crow = history.crow_indices()
+
+    def sparse_mm(users: torch.Tensor) -> torch.Tensor:
+        first, last = int(users[0]), int(users[-1]) + 1
+        block = torch.sparse_csr_tensor(crow[first : last + 1] - crow[first],
+                                        history.col_indices()[crow[first] : crow[last]],
+                                        history.values()[crow[first] : crow[last]],
+                                        size=(last - first, N_ITEMS))
+        return torch.sparse.mm(block, weights)
+
+    reference = torch.cat([sparse_mm(users) for users in batches])
+    torch.testing.assert_close(torch.cat([embedding_bag(users) for users in batches]),
+                               reference, rtol=1e-4, atol=1e-3)
+    benchmark.extra_info["torch_sparse_mm_seconds"] = median_seconds(
+        lambda: score_every_user(sparse_mm), repeats=3)
