@@ -70,7 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "side_features": True,
     "text": True,
     "text_model": DEFAULT_TEXT_MODEL,
-    "text_dropout": 0.0,
+    # dropout on the sentence vectors' coordinates in training: on ml-100k cold items text
+    # beat no text on 3 of 3 seeds with 0.5 (NDCG@10 0.347 vs 0.319) and lost with 0.0
+    "text_dropout": 0.5,
     # the k nearest warm items by text lend their id embeddings (0: off; on ml-100k cold
     # items 20 neighbours did not beat text alone over 3 seeds, so it is a sweep option)
     "text_neighbours": 0,
