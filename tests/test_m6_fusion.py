@@ -323,7 +323,7 @@ def test_text_input_dropout_drops_and_rescales_coordinates_in_training_only(tmp_
     assert abs(kept.float().mean().item() - 0.6) < 0.02
     torch.testing.assert_close(projected[-1][kept], vectors[kept] / 0.6)
 
-    with pytest.raises(ValueError, match="input_dropout=1.0"):
+    with pytest.raises(ValueError, match=r"input_dropout=1\.0"):
         SentenceTextEncoder(3, 4, ["a"], model="dropout-stub", cache_dir=str(tmp_path),
                             input_dropout=1.0)
 
