@@ -222,9 +222,35 @@ def test_pop_ranks_items_by_training_count(catalog):
     counts = TINY.sum(axis=0)
     assert scores.shape == (3, TINY.shape[1])
     for row in scores.numpy():
-        np.testing.assert_array_equal(row, counts)
-    ranking = torch.sort(scores[0], descending=True, stable=True).indices.tolist()
-    assert ranking == np.argsort(-counts, kind="stable").tolist()
+        np.testing.assert_array_equal(np.floor(row), counts)
+        np.testing.assert_array_equal(row, scores[0].numpy())  # one list for every user
+    ranked_counts = counts[torch.argsort(scores[0], descending=True).numpy()]
+    assert ranked_counts.tolist() == sorted(counts.tolist(), reverse=True)
+
+
+def test_pop_breaks_ties_by_a_seeded_permutation_not_by_item_index(catalog):
+    # Every item unseen, as on a cold-item benchmark: the ranking is all tie-break.
+    n_items = 200
+    empty = np.zeros((3, n_items), dtype=np.float32)
+    empty[0, 0] = 1  # one interaction so the matrix has a row; item 0 then leads
+    def ranking(seed: int) -> list[int]:
+        scores = fitted(Popularity, tiny_train(empty, catalog, seed=seed)).score(
+            torch.tensor([1]))[0]
+        assert len(set(scores.tolist())) == n_items, "a tie survived"
+        return torch.argsort(scores, descending=True).tolist()
+
+    first, again, other = ranking(3), ranking(3), ranking(4)
+    assert first == again
+    assert first != other
+    assert first[0] == 0 and other[0] == 0
+    # Index order would put items 1..10 next; a random order shares about 10 * 10/199 of them.
+    assert len(set(first[1:11]) & set(range(1, 11))) <= 4
+    # Equal counts in TINY (items 0 and 2, items 3 and 4) come out in both orders over seeds.
+    orders = {tuple(torch.argsort(fitted(Popularity, tiny_train(TINY, catalog, seed=seed))
+                                  .score(torch.tensor([0]))[0], descending=True).tolist())
+              for seed in range(12)}
+    assert {order.index(0) < order.index(2) for order in orders} == {True, False}
+    assert {order.index(3) < order.index(4) for order in orders} == {True, False}
 
 
 def test_random_scores_are_deterministic_per_seed_and_batch_independent(catalog):
