@@ -13,7 +13,8 @@ Two tables, printed with tabulate (and written as JSON with ``--out``):
   m6-fusion with the text modality, the same without text dropout, the same model
   without text, and popularity restricted
   to the cold items (every cold item has no training interaction, so popularity cannot
-  tell them apart: it is the floor).  Test NDCG@10 / Recall@10 per seed and their mean.
+  tell them apart: its seeded tie-break makes it a random ranking, the floor).
+  Test NDCG@10 / Recall@10 per seed and their mean.
 
 Every run is an ordinary ``m6bench.run`` (recorded in ``--ledger``), so each row can be
 reproduced with ``m6bench run --plugin m6-fusion --benchmark ... --seed ... --set ...``.
