@@ -266,3 +266,40 @@ def test_no_budget_is_an_error():
 
 
 assert torch  # the models above are torch modules
+
+
+def test_a_trial_finishing_during_the_budget_check_still_fills_the_budget():
+    """Another worker's last trial completes between two reads of the study (the race that
+    once ended a shared 10-trial study with 11): the starting trial must still give way."""
+    from m6bench._sweep import _BudgetReached, _Objective
+
+    def trials(last_state):
+        done = [types.SimpleNamespace(number=n, state=TrialState.COMPLETE, user_attrs={})
+                for n in range(9)]
+        return [*done, types.SimpleNamespace(number=9, state=last_state, user_attrs={})]
+
+    class StudyWhoseTrialNineFinishesAfterTheFirstRead:
+        reads = 0
+        stopped = False
+
+        def get_trials(self, deepcopy=True, states=None):
+            self.reads += 1
+            snapshot = trials(TrialState.RUNNING if self.reads == 1 else TrialState.COMPLETE)
+            return [t for t in snapshot if states is None or t.state in states]
+
+        def stop(self):
+            self.stopped = True
+
+    def starting_trial(study, number=10):
+        return types.SimpleNamespace(number=number, study=study, user_attrs={},
+                                     set_user_attr=lambda key, value: None)
+
+    budget_of = types.SimpleNamespace(spec=types.SimpleNamespace(trials=10))
+    study = StudyWhoseTrialNineFinishesAfterTheFirstRead()
+    with pytest.raises(_BudgetReached, match="budget of 10 filled"):
+        _Objective._check_budget(budget_of, starting_trial(study))
+    assert study.stopped
+
+    # With a slot free (budget 11) the same trial runs.
+    roomy = types.SimpleNamespace(spec=types.SimpleNamespace(trials=11))
+    _Objective._check_budget(roomy, starting_trial(StudyWhoseTrialNineFinishesAfterTheFirstRead()))

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -136,8 +136,12 @@ def finished_counts(study: optuna.Study) -> dict[str, int]:
     A trial failed because its worker died (heartbeat) or was interrupted has no error
     attribute: it does not count, and its parameters are retried.
     """
+    return _count_trials(study.get_trials(deepcopy=False))
+
+
+def _count_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
     counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         if trial.state == TrialState.COMPLETE:
             counts["complete"] += 1
         elif trial.state == TrialState.PRUNED:
@@ -239,15 +243,17 @@ class _Objective:
         """Give way when finished trials plus older running ones already fill the budget.
 
         Trial numbers are assigned atomically by the storage, so of two workers racing for
-        the last slot exactly one (the lower number) runs.
+        the last slot exactly one (the lower number) runs.  Both counts come from one read of
+        the study: from two, a trial finishing in between would be in neither, and this trial
+        would run one past the budget.
         """
         if self.spec.trials is None:
             return
         study = trial.study
-        counts = finished_counts(study)
-        older_running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                         if t.number < trial.number]
-        if counts["finished"] + len(older_running) >= self.spec.trials:
+        trials = study.get_trials(deepcopy=False)
+        older_running = sum(1 for t in trials
+                            if t.state == TrialState.RUNNING and t.number < trial.number)
+        if _count_trials(trials)["finished"] + older_running >= self.spec.trials:
             trial.set_user_attr("m6bench_skipped", "budget filled by other workers' trials")
             study.stop()
             raise _BudgetReached(f"trial {trial.number}: budget of {self.spec.trials} filled")
