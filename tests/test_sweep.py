@@ -18,6 +18,7 @@ import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
+import m6bench._sweep
 from m6bench import ModelSpec, Recommender, hookimpl, load_catalog
 from m6bench._sweep import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
@@ -173,6 +174,26 @@ def test_resume_after_interruption_ends_with_exactly_the_budget(tmp_path, sig):
         study.get_trials(deepcopy=False))
 
 
+@pytest.mark.parametrize("enqueued", [False, True], ids=["sampled", "enqueued"])
+def test_a_worker_killed_before_its_trial_beat_once_leaves_a_trial_that_is_retried(
+        tmp_path, monkeypatch, enqueued):
+    # Optuna beats only once the objective starts; a SIGKILL between study.ask and then
+    # used to leave a running trial that was never stale, and every resumption waited on it.
+    monkeypatch.setattr(m6bench._sweep, "HEARTBEAT_SECONDS", 1)
+    storage = make_storage(f"sqlite:///{tmp_path / 'orphan.db'}")
+    study = optuna.create_study(storage=storage, study_name="orphan")
+    if enqueued:
+        study.enqueue_trial({"x": 0.25})
+    orphan = study.ask()  # what the killed worker got to do, with no heartbeat thread after
+    orphan.suggest_float("x", 0, 1)
+    time.sleep(3 * 1 + 1.5)  # past the grace period of three heartbeats
+    optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan.number] == TrialState.FAIL
+    (retry,) = [t for t in study.get_trials(deepcopy=False) if t.number != orphan.number]
+    assert retry.state == TrialState.WAITING and retry.params == {"x": orphan.params["x"]}
+
+
 class _InterruptedInAFinaliser(_Fragile):
     """Sends itself SIGINT from inside a finaliser in its second trial: Python raises the
     KeyboardInterrupt there, and a finaliser's exceptions are printed and dropped."""
@@ -237,7 +258,7 @@ def test_worker_joins_a_shared_study(tmp_path):
 def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tmp_path,
                                                                               monkeypatch):
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    real_storage = optuna.storages.RDBStorage
+    real_storage = m6bench._sweep._HeartbeatFromTheStart
     calls = []
 
     class LosesTheRaceOnce(real_storage):
@@ -249,7 +270,7 @@ def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tm
                     "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(optuna.storages, "RDBStorage", LosesTheRaceOnce)
+    monkeypatch.setattr(m6bench._sweep, "_HeartbeatFromTheStart", LosesTheRaceOnce)
     storage = make_storage(url)
     assert len(calls) == 2
     study = optuna.create_study(storage=storage, study_name="after-the-race")

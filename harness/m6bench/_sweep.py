@@ -92,6 +92,33 @@ def default_storage(ledger: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+class _HeartbeatFromTheStart(optuna.storages.RDBStorage):
+    """Records a trial's first heartbeat the moment it starts running.
+
+    Optuna starts a trial's heartbeat thread only after ``study.ask`` has created the trial
+    and the sampler has run, and it never counts a running trial without a heartbeat as
+    stale: a worker killed in between left a running trial that no one retried, and every
+    resumption waited on it for good.  The private ``_create_new_trial`` is the one hooked
+    because Optuna's storage cache calls it directly (a test pins this on each Optuna).
+    """
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: optuna.trial.FrozenTrial | None = None,
+                          ) -> optuna.trial.FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        # a waiting (enqueued or retried) trial starts running here, not in create_new_trial
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            self.record_heartbeat(trial_id)
+        return changed
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
     engine_kwargs: dict[str, Any] = {}
@@ -100,7 +127,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
 
     def open_storage() -> optuna.storages.RDBStorage:
-        return optuna.storages.RDBStorage(
+        return _HeartbeatFromTheStart(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_SECONDS,
@@ -316,6 +343,7 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
     """
     interruption = _Interruption()
     objective = _Objective(spec, plan, study.study_name, report, interruption)
+    waiting_reported = False
     with interruption.installed():
         for _ in range(MAX_ROUNDS):
             interruption.check()
@@ -325,6 +353,11 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
                 return
             running = finished_counts(study)["running"]
             if trials_left is not None and running >= trials_left:
+                if not waiting_reported:
+                    report(f"waiting for {running} trial(s) running elsewhere; a dead "
+                           f"worker's trial is retried {HEARTBEAT_SECONDS * 3}s after its "
+                           "last heartbeat")
+                    waiting_reported = True
                 time.sleep(WAIT_SECONDS)
                 continue
             study.optimize(
