@@ -222,8 +222,9 @@ def test_search_space_samples_are_valid_configs():
         for _ in range(5):
             sample = spec.search_space(study.ask())
             config = resolve_config(spec.defaults, overrides=sample, model_name=name)
-            assert 1 <= config["layers"] <= 4 and config["dim"] in (32, 64, 128)
-            assert 1e-3 <= config["lr"] <= 5e-2 and 1e-6 <= config["reg"] <= 1e-2
+            assert 1 <= config["layers"] <= 3 and config["dim"] in (64, 128)
+            assert 2e-3 <= config["lr"] <= 1e-2 and 3e-4 <= config["reg"] <= 3e-3
+            assert config["negatives"] == "true" and config["steps_per_epoch"] in (8, 16)
 
 
 # ----------------------------------------------------------------------------- quality
@@ -242,8 +243,9 @@ def test_gnn_mf_beats_popularity_on_the_synthetic_default(tmp_path):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_gnn_mf_defaults_on_ml_100k(tmp_path):
-    """Measured: test NDCG@10 0.303 / Recall@10 0.261 (BPR-MF defaults: 0.231 / 0.208)."""
+    """Measured (seed 0): test NDCG@10 0.3072 / Recall@10 0.2574, where BPR-MF's defaults
+    reach 0.3003 / 0.2510; the floors sit near BPR-MF's, under run-to-run noise."""
     real_data_folder("recbole-ml-100k")
     record = m6bench.run("gnn-mf", dataset="ml-100k", ledger=tmp_path / "ledger.jsonl")
-    assert record["metrics"]["test"]["ndcg@10"] >= 0.285
-    assert record["metrics"]["test"]["recall@10"] >= 0.245
+    assert record["metrics"]["test"]["ndcg@10"] >= 0.295
+    assert record["metrics"]["test"]["recall@10"] >= 0.250
