@@ -173,6 +173,21 @@ def test_learned_lambda_moves_and_fixed_lambda_stays(warm_bench):
         _build(catalog, bench.train, **{"lambda": 1.5})
 
 
+def test_deep_l2_bounds_the_tower_outputs(warm_bench):
+    catalog, bench = warm_bench
+
+    def tower_norm(deep_l2: float) -> float:
+        model = _build(catalog, bench.train, deep_l2=deep_l2)
+        for epoch in range(1, 4):
+            model.fit_epoch(bench.train, epoch)
+        with torch.no_grad():
+            users, items = model.towers(model.warm_users().float(), model.warm_items().float())
+        return float(users.norm(dim=1).mean() * items.norm(dim=1).mean())
+
+    free, bounded = tower_norm(0.0), tower_norm(1.0)
+    assert bounded < 0.5 * free, (free, bounded)
+
+
 # ----------------------------------------------------------------------------- cold start
 def _swap_rows(table: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
     swapped = table.copy()

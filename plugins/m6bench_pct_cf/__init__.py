@@ -50,6 +50,7 @@ PCT_CF_DEFAULTS: dict[str, Any] = {
     "lr": 3e-3,
     "l2": 7.5e-3,
     "domain_l2": 7.5e-2,
+    "deep_l2": 0.0,
     "init_std": 0.04,
     "batch_size": 2048,
     # Training-loop keys: the valid curve is noisy, stop after 16 epochs without a gain.
@@ -61,7 +62,7 @@ PCT_CF_DEFAULTS: dict[str, Any] = {
 
 def pct_cf_space(trial: Any) -> dict[str, Any]:
     """Sizes, the fusion weight (learned or fixed), the dropout path's weight, id dropout, lr,
-    l2, batch size."""
+    the three L2 weights, batch size."""
     learned = trial.suggest_categorical("lambda_learned", [True, False])
     return {
         "dim": trial.suggest_categorical("dim", [32, 64, 128]),
@@ -73,6 +74,7 @@ def pct_cf_space(trial: Any) -> dict[str, Any]:
         "lr": trial.suggest_float("lr", 5e-4, 2e-2, log=True),
         "l2": trial.suggest_float("l2", 1e-5, 3e-2, log=True),
         "domain_l2": trial.suggest_float("domain_l2", 1e-4, 0.3, log=True),
+        "deep_l2": trial.suggest_categorical("deep_l2", [0.0, 7.5e-3, 7.5e-2, 0.3]),
         "batch_size": trial.suggest_categorical("batch_size", [1024, 2048, 4096, 8192]),
         "domain_sampling": trial.suggest_categorical("domain_sampling", list(DOMAIN_SAMPLING)),
     }
