@@ -42,6 +42,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 PRUNERS = ("median", "hyperband", "none")
 HEARTBEAT_SECONDS = 5
+STALE_AFTER_BEATS = 3  # heartbeats a running trial may miss before it is failed and retried
 WAIT_SECONDS = 1.0
 MAX_ROUNDS = 100_000  # bounds the wait for other workers' trials (each round <= 1 wait)
 # A trial that failed for a reason of its own (not a dead worker) carries this user attribute.
@@ -131,7 +132,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=HEARTBEAT_SECONDS * 3,
+            grace_period=HEARTBEAT_SECONDS * STALE_AFTER_BEATS,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=3
             ),
@@ -355,7 +356,8 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
             if trials_left is not None and running >= trials_left:
                 if not waiting_reported:
                     report(f"waiting for {running} trial(s) running elsewhere; a dead "
-                           f"worker's trial is retried {HEARTBEAT_SECONDS * 3}s after its "
+                           f"worker's trial is retried "
+                           f"{HEARTBEAT_SECONDS * STALE_AFTER_BEATS}s after its "
                            "last heartbeat")
                     waiting_reported = True
                 time.sleep(WAIT_SECONDS)

@@ -342,13 +342,16 @@ class PCTCF(Recommender):
             tower_users, tower_items = self.towers(self.warm_users().float(),
                                                    self.warm_items().float())
             tower_user = tower_users[users]
-            deep_norms = (tower_user.pow(2).sum() + tower_items[positives].pow(2).sum()
-                          + tower_items[negatives].pow(2).sum())
+            tower_positive, tower_negative = tower_items[positives], tower_items[negatives]
             ranking_loss = self.ranking_head(
-                self._fuse(cf_positive, self.deep_scores(tower_user, tower_items[positives]),
+                self._fuse(cf_positive, self.deep_scores(tower_user, tower_positive),
                            1.0, 1.0, 0.0),
-                self._fuse(cf_negative, self.deep_scores(tower_user, tower_items[negatives]),
+                self._fuse(cf_negative, self.deep_scores(tower_user, tower_negative),
                            1.0, 1.0, 0.0))
+            deep_norms = torch.zeros((), device=device)
+            if self.deep_l2 > 0:
+                deep_norms = (tower_user.pow(2).sum() + tower_positive.pow(2).sum()
+                              + tower_negative.pow(2).sum())
             # the dropout path: entities dropped at random are scored as if cold (skipped
             # when it carries no weight: it costs a second pass of both towers)
             dropout_loss = torch.zeros((), device=device)
