@@ -4,7 +4,8 @@ One model and one component:
 
 ``pct-cf``
     User and item latent vectors shared across domains plus per-domain parts and per-domain
-    item biases, trained on all domains jointly (BPR); a two-tower deep model on side
+    item biases, optionally an item-based user part (FISM: the user's training items pooled),
+    trained on all domains jointly (BPR); a two-tower deep model on side
     features (categorical, genre lists, title words, numbers, text vectors when present);
     the two predictions fused as ``r = lambda * p_cf + (1 - lambda) * q_deep`` with
     ``lambda`` fixed or learned; a cold-start path for users and items without training
@@ -29,7 +30,7 @@ from m6bench import ComponentSpec, ModelSpec, hookimpl
 from m6bench_pct_cf.features import FeatureBagEncoder, FeatureTensors, feature_tensors
 from m6bench_pct_cf.model import DOMAIN_SAMPLING, PAIR_DOMAIN_RULES, PCTCF
 
-__all__ = ["PCTCF", "FeatureBagEncoder", "FeatureTensors", "feature_tensors"]
+__all__ = ["PCTCF", "XDOMAIN_OVERRIDES", "FeatureBagEncoder", "FeatureTensors", "feature_tensors"]
 
 PAPERS = ("Singh & Gordon, Collective Matrix Factorization, KDD 2008; Hu et al., Cross-Domain "
           "Triadic Factorization, WWW 2013; Volkovs et al., DropoutNet, NeurIPS 2017")
@@ -47,6 +48,10 @@ PCT_CF_DEFAULTS: dict[str, Any] = {
     # (every domain the same share), and how many (null: as many as there are).
     "domain_sampling": "uniform",
     "epoch_interactions": None,
+    # The item-based part of a user's vector (FISM): its weight (0: off) and the exponent of
+    # the history-length normalisation.
+    "user_items": 0.0,
+    "user_items_alpha": 0.5,
     "lr": 3e-3,
     "l2": 7.5e-3,
     "domain_l2": 7.5e-2,
@@ -59,10 +64,22 @@ PCT_CF_DEFAULTS: dict[str, Any] = {
     "eval_every": 2,
 }
 
+# What the README reports on ml-xdomain (ML-1M source + ML-100K target): the CF part alone,
+# with the item-based user part, each epoch half source and half target rows.
+#   m6bench run --plugin pct-cf --benchmark ml-xdomain --set lambda=1.0 --set dropout_weight=0
+#     --set user_items=1.0 --set domain_sampling=balanced --set epoch_interactions=160000
+XDOMAIN_OVERRIDES: dict[str, Any] = {
+    "lambda": 1.0,
+    "dropout_weight": 0.0,
+    "user_items": 1.0,
+    "domain_sampling": "balanced",
+    "epoch_interactions": 160_000,
+}
+
 
 def pct_cf_space(trial: Any) -> dict[str, Any]:
     """Sizes, the fusion weight (learned or fixed), the dropout path's weight, id dropout, lr,
-    the three L2 weights, batch size."""
+    the three L2 weights, batch size, the item-based user part's weight."""
     learned = trial.suggest_categorical("lambda_learned", [True, False])
     return {
         "dim": trial.suggest_categorical("dim", [32, 64, 128]),
@@ -77,6 +94,7 @@ def pct_cf_space(trial: Any) -> dict[str, Any]:
         "deep_l2": trial.suggest_categorical("deep_l2", [0.0, 7.5e-3, 7.5e-2, 0.3]),
         "batch_size": trial.suggest_categorical("batch_size", [1024, 2048, 4096, 8192]),
         "domain_sampling": trial.suggest_categorical("domain_sampling", list(DOMAIN_SAMPLING)),
+        "user_items": trial.suggest_categorical("user_items", [0.0, 0.5, 1.0]),
     }
 
 
