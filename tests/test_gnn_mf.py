@@ -104,6 +104,46 @@ def test_propagation_is_the_weighted_sum_of_adjacency_powers():
     assert torch.equal(GraphPropagation(layers=0, layer_weights=None)(ego, adjacency), ego)
 
 
+# ML-1M's shape: 6,040 users x 3,706 items, 1,000,209 ratings.  The script's peak resident
+# memory grows by its sparse graph (2 x 1M edges x 12 bytes in CSR; about 130 MB measured
+# with what building it takes) and a few (N, 64) embeddings; a dense (N, N) adjacency alone
+# adds 9,746^2 x 4 bytes = 380 MB (the same script with it densified grew 500 MB).
+_ML1M_SCALE_SCRIPT = """
+import resource, sys, torch
+from m6bench_gnn_mf import GraphPropagation, normalised_adjacency
+n_users, n_items, n_edges = 6040, 3706, 1_000_209
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+generator = torch.Generator().manual_seed(0)
+keys = torch.unique(torch.randint(n_users * n_items, (int(n_edges * 1.1),), generator=generator))
+keys = keys[torch.randperm(keys.numel(), generator=generator)[:n_edges]].sort().values
+rows, cols = keys // n_items, keys % n_items
+crow = torch.zeros(n_users + 1, dtype=torch.int64)
+crow[1:] = torch.bincount(rows, minlength=n_users).cumsum(0)
+matrix = torch.sparse_csr_tensor(crow, cols, torch.ones(n_edges), (n_users, n_items))
+ego = torch.randn(n_users + n_items, 64, generator=generator, requires_grad=True)
+before = peak_mb()
+adjacency = normalised_adjacency(matrix)
+out = GraphPropagation(layers=3, layer_weights=None)(ego, adjacency)
+out.pow(2).sum().backward()
+print(adjacency.layout, adjacency.values().numel(), "x".join(map(str, out.shape)),
+      peak_mb() - before)
+"""
+
+
+def test_propagation_at_ml1m_scale_takes_memory_in_proportion_to_edges():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _ML1M_SCALE_SCRIPT], capture_output=True,
+                          text=True, timeout=300, check=True)
+    layout, nnz, shape, grown_mb = done.stdout.split()
+    assert layout == "torch.sparse_csr"
+    assert int(nnz) == 2 * 1_000_209  # each rating is an edge in both directions
+    assert shape == "9746x64"
+    assert float(grown_mb) < 250, done.stdout
+
+
 def test_propagation_gradient_is_the_dense_gradient():
     adjacency = normalised_adjacency(_csr())
     dense = torch.from_numpy(_numpy_adjacency()).float()
