@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from m6bench import csr_row_entries
 from m6bench._benchmark import csr_matrix
 from m6bench._evaluate import (
     beyond_accuracy,
@@ -192,3 +193,18 @@ def test_rating_and_binary_metrics_against_scipy():
     probabilities = 1 / (1 + np.exp(-logits))
     reference = -np.mean(labels * np.log(probabilities) + (~labels) * np.log(1 - probabilities))
     assert out["logloss"] == pytest.approx(reference)
+
+
+def test_csr_row_entries_lists_each_rows_non_zeros_in_order():
+    generator = torch.Generator().manual_seed(4)
+    dense = (torch.rand(9, 7, generator=generator) < 0.35).float()
+    dense[[2, 5]] = 0.0  # rows without a non-zero
+    matrix = dense.to_sparse_csr()
+    rows = torch.tensor([5, 3, 0, 3, 8, 2])  # any order, repeats, empty rows
+    entries, counts = csr_row_entries(matrix.crow_indices(), rows)
+    # an independent listing: each row's non-zero columns, read off the dense matrix
+    expected = [dense[r].nonzero().flatten().tolist() for r in rows.tolist()]
+    assert counts.tolist() == [len(columns) for columns in expected]
+    assert matrix.col_indices()[entries].tolist() == [c for cols in expected for c in cols]
+    empty, none = csr_row_entries(matrix.crow_indices(), torch.tensor([2, 5]))
+    assert empty.numel() == 0 and none.tolist() == [0, 0]

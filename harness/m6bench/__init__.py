@@ -20,7 +20,7 @@ from m6bench._specs import (
     ModelSpec,
     ProtocolSpec,
 )
-from m6bench._tensor import row_gradient
+from m6bench._tensor import csr_row_entries, row_gradient
 from m6bench.errors import (
     ConfigError,
     DatasetError,
@@ -53,6 +53,7 @@ __all__ = [
     "RunFailed",
     "Split",
     "TrainSet",
+    "csr_row_entries",
     "hookimpl",
     "load_catalog",
     "row_gradient",

@@ -23,6 +23,26 @@ def row_gradient(row_grads: torch.Tensor, index: torch.Tensor, n_rows: int) -> t
     return torch.ops.aten.embedding_dense_backward(row_grads, index, n_rows, -1, False)
 
 
+def csr_row_entries(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the non-zeros of some rows of a CSR matrix are, without a Python loop.
+
+    :param crow: int64 ``(n + 1,)`` row pointers of a sparse CSR ``(n, m)`` matrix (its
+        ``crow_indices()``, or a model's copy of them).
+    :param rows: int64 ``(B,)`` row indices (any order, repeats allowed).
+    :return: ``entries`` ``(nnz_of_those_rows,)``, the index of every non-zero of those rows
+        into the matrix's column and value arrays, row after row in the order of ``rows``;
+        and ``counts`` ``(B,)``, each row's number of non-zeros.  Entry ``k`` belongs to
+        ``rows[repeat_interleave(arange(B), counts)[k]]``.
+    """
+    starts = crow[rows]
+    counts = crow[rows + 1] - starts
+    total = int(counts.sum())
+    # a global arange shifted, row by row, from the row's place in the output to its slots
+    entries = torch.arange(total, device=rows.device) + torch.repeat_interleave(
+        starts - (counts.cumsum(0) - counts), counts, output_size=total)
+    return entries, counts
+
+
 @dataclass(frozen=True)
 class ExpandedCSR:
     """A sparse CSR matrix's non-zeros as ``rows``, ``cols`` and flat keys

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from m6bench import csr_row_entries
+
 # Columns of the dense operand summed per pass of rows_times_dense on a CPU: 384 float32 columns
 # of a few thousand rows stay in a 2-core machine's cache (block sizes 256-768 measured within
 # 10% of each other on ML-1M's 3,706 items; the whole width at once was 2.3x slower).
@@ -36,17 +38,10 @@ def row_entries(matrix: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor,
     :param rows: int64 ``(B,)`` row indices (any order, repeats allowed).
     :return: three ``(nnz_of_those_rows,)`` tensors.
     """
-    crow = matrix.crow_indices()
-    starts = crow[rows]
-    counts = crow[rows + 1] - starts
+    entries, counts = csr_row_entries(matrix.crow_indices(), rows)
     batch_position = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device),
-                                             counts)
-    # Offset of each entry inside its own row: a global arange minus each row's first slot.
-    within_row = torch.arange(int(counts.sum()), device=rows.device) - torch.repeat_interleave(
-        counts.cumsum(0) - counts, counts
-    )
-    flat = torch.repeat_interleave(starts, counts) + within_row
-    return batch_position, matrix.col_indices()[flat], matrix.values()[flat]
+                                             counts, output_size=entries.numel())
+    return batch_position, matrix.col_indices()[entries], matrix.values()[entries]
 
 
 def dense_rows(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

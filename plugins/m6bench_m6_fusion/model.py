@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from m6bench import ConfigError, Recommender, TrainSet
+from m6bench import ConfigError, Recommender, TrainSet, csr_row_entries
 from m6bench_m6_fusion.components import FUSION_MODES, FUSIONS
 from m6bench_m6_fusion.features import context_profiles, evidence_bands, text_neighbours
 
@@ -334,13 +334,11 @@ class M6Fusion(Recommender):
 
     def _training_items(self, users: torch.Tensor) -> torch.Tensor:
         """Bool ``(B, n_items)``: the users' training items, from the CSR index buffers."""
-        starts, ends = self.train_crow[users], self.train_crow[users + 1]
-        counts = ends - starts
-        rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts)
-        offsets = torch.arange(int(counts.sum()), device=users.device) - torch.repeat_interleave(
-            counts.cumsum(0) - counts, counts)
+        entries, counts = csr_row_entries(self.train_crow, users)
+        rows = torch.repeat_interleave(torch.arange(users.numel(), device=users.device), counts,
+                                       output_size=entries.numel())
         mask = torch.zeros(users.numel(), self.n_items, dtype=torch.bool, device=users.device)
-        mask[rows, self.train_col[torch.repeat_interleave(starts, counts) + offsets]] = True
+        mask[rows, self.train_col[entries]] = True
         return mask
 
     def _drop(self, n: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:

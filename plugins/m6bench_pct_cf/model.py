@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from m6bench import Recommender, TrainSet
+from m6bench import Recommender, TrainSet, csr_row_entries
 from m6bench_pct_cf.features import feature_tensors
 
 PAIR_DOMAIN_RULES = ("auto", "item", "user")
@@ -140,9 +140,8 @@ class PCTCF(Recommender):
         self.user_items_alpha = float(config["user_items_alpha"])
         if self.user_items_weight > 0:
             self.item_context = embedding(n_items)
-            crow = train.matrix.crow_indices()
-            self.register_buffer("history_start", crow[:-1].clone(), persistent=False)
-            self.register_buffer("history_size", crow[1:] - crow[:-1], persistent=False)
+            self.register_buffer("history_crow", train.matrix.crow_indices().clone(),
+                                 persistent=False)
             self.register_buffer("history_items", train.matrix.col_indices().clone(),
                                  persistent=False)
         self.item_bias = nn.Parameter(torch.zeros(n_items, device=device))
@@ -242,14 +241,9 @@ class PCTCF(Recommender):
     def history_sums(self, users: torch.Tensor) -> torch.Tensor:
         """``sum_{j in I_u} Y_j`` over each user's training items: ``(U,)`` -> ``(U, dim)``
         (one ``embedding_bag`` over the users' rows of the training matrix)."""
-        sizes = self.history_size[users]
-        offsets = sizes.cumsum(0) - sizes
-        total = int(sizes.sum())
-        flat = (torch.arange(total, device=users.device)
-                + torch.repeat_interleave(self.history_start[users] - offsets, sizes,
-                                          output_size=total))
-        return nn.functional.embedding_bag(self.history_items[flat],
-                                           self.item_context.weight, offsets, mode="sum")
+        entries, sizes = csr_row_entries(self.history_crow, users)
+        return nn.functional.embedding_bag(self.history_items[entries], self.item_context.weight,
+                                           sizes.cumsum(0) - sizes, mode="sum")
 
     def item_based_users(self, users: torch.Tensor, sums: torch.Tensor | None = None,
                          leave_out: torch.Tensor | None = None) -> torch.Tensor:
@@ -259,7 +253,7 @@ class PCTCF(Recommender):
         when already computed."""
         if sums is None:
             sums = self.history_sums(users)
-        sizes = self.history_size[users].float()
+        sizes = (self.history_crow[users + 1] - self.history_crow[users]).float()
         if leave_out is not None:
             sums = sums - self.item_context(leave_out)
             sizes = sizes - 1.0
@@ -496,7 +490,7 @@ class PCTCF(Recommender):
                      + self.item_biases(all_items, item_domain))
             cf = torch.where(chosen, block, cf)
         if self.cf_only:
-            deep = torch.zeros_like(cf)
+            deep = torch.zeros((), device=users.device)
         else:
             tower_users, tower_items = self.towers(self.warm_users().float(),
                                                    self.warm_items().float(), users)
