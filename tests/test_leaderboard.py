@@ -207,6 +207,10 @@ def test_board_files_shipped_are_valid():
      'model="m"\nset=3\n', r"models\[0\]\.set is 3; write fixed config keys as a table"),
     ('[board]\nname="x"\nbenchmarks=["b"]\n[budget]\ntrials=2\n[[models]]\nplugin="p"\n'
      'model="m"\nbenchmarks=["c"]\n', r"models\[0\]\.benchmarks names 'c'"),
+    ('[board]\nname="x"\nbenchmarks=["b","c"]\n[budget]\ntrials=2\n[[models]]\nplugin="p"\n'
+     'model="m"\n[[models]]\nplugin="p"\nmodel="m"\nbenchmarks=["c"]\n',
+     r"models\[1\]\.model repeats p/m on c \(models\[0\] has it\); list a model once per "
+     r"benchmark"),
     ('[board]\nname = \n', r"is not valid TOML"),
 ])
 def test_board_errors_name_the_file_the_key_and_the_fix(tmp_path, text, expected):
@@ -355,6 +359,8 @@ def _tiny_catalog():
     def m6bench_register_benchmarks(register):
         register(BenchmarkSpec("tiny", dataset="synthetic", dataset_options=SMALL,
                                tasks=("ranking",)))
+        register(BenchmarkSpec("tiny-big", dataset="synthetic",
+                               dataset_options={**SMALL, "n_users": 300}, tasks=("ranking",)))
 
     @hookimpl
     def m6bench_register_models(register):
@@ -439,6 +445,63 @@ def test_board_run_is_idempotent_resumes_and_survives_failures(tmp_path):
     assert {r["model"] for r in bench["rows"]} == {"pop", "ease"}
     assert {f["model"] for f in bench["failed"]} == {"boom", "anything"}
     assert all(r["seeds"] == [0, 1, 2] for r in bench["rows"])
+
+
+SPLIT_BOARD = """
+[board]
+name = "split"
+benchmarks = ["tiny", "tiny-big"]
+[budget]
+trials = 2
+seeds = 2
+[[models]]
+plugin = "classic"
+model = "ease"
+benchmarks = ["tiny"]
+[[models]]
+plugin = "classic"
+model = "ease"
+benchmarks = ["tiny-big"]
+trials = 1
+seeds = 1
+set = { l2 = 50.0 }
+[[models]]
+plugin = "classic"
+model = "pop"
+trials = 1
+"""
+
+
+def test_a_model_listed_per_benchmark_gets_each_entrys_budget_and_a_run_can_take_a_part(
+        tmp_path):
+    from m6bench._board import run_board
+
+    catalog = _tiny_catalog()
+    ledger = tmp_path / "ledger.jsonl"
+    board = tmp_path / "split.toml"
+    board.write_text(SPLIT_BOARD)
+    spec = load_board(board)
+    budgets = {(b, m.model): (m.budget.trials, m.budget.seeds, dict(m.overrides))
+               for b, m in spec.rows()}
+    assert budgets == {("tiny", "ease"): (2, 2, {}), ("tiny", "pop"): (1, 2, {}),
+                       ("tiny-big", "ease"): (1, 1, {"l2": 50.0}),
+                       ("tiny-big", "pop"): (1, 2, {})}
+
+    # one process takes tiny-big, another tiny: together they fill the board once
+    big = run_board(board, ledger=ledger, device="cpu", catalog=catalog,
+                    benchmarks=["tiny-big"])
+    assert {(r.benchmark, r.model, r.status) for r in big} == {
+        ("tiny-big", "ease", "done"), ("tiny-big", "pop", "done")}
+    finals = [r for r in read_ledger(ledger).records if r["kind"] == "final"]
+    assert {r["benchmark"]["name"] for r in finals} == {"tiny-big"}
+    assert [r["config"]["l2"] for r in finals if r["model"] == "ease"] == [50.0]
+    rest = run_board(board, ledger=ledger, device="cpu", catalog=catalog)
+    assert {(r.benchmark, r.model): r.status for r in rest} == {
+        ("tiny", "ease"): "done", ("tiny", "pop"): "done",
+        ("tiny-big", "ease"): "skipped", ("tiny-big", "pop"): "skipped"}
+    with pytest.raises(ConfigError, match=r"split\.toml: it has no benchmark 'ml-1m'; "
+                                          r"choose from tiny, tiny-big"):
+        run_board(board, ledger=ledger, catalog=catalog, benchmarks=["ml-1m"])
 
 
 def test_board_unknown_benchmark_fails_before_running(tmp_path):

@@ -100,6 +100,40 @@ def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
                for r in finals)
 
 
+def test_the_final_with_the_trial_seed_is_the_best_trials_own_run(tmp_path, monkeypatch):
+    """Seed 0's final is the best trial's run copied (no second training); other seeds train,
+    and a fresh run of the same config and seed gives the copied metrics exactly."""
+    from m6bench import run
+    from m6bench._sweep import sweep
+
+    executed = []
+    real_execute = m6bench._sweep.execute
+
+    def counting_execute(plan, **kwargs):
+        executed.append((plan.request.kind, plan.request.seed))
+        return real_execute(plan, **kwargs)
+
+    monkeypatch.setattr(m6bench._sweep, "execute", counting_execute)
+    ledger = tmp_path / "ledger.jsonl"
+    fixed = {"epochs": 4, "patience": 4, "eval_every": 1}
+    result = sweep("classic", model="bpr-mf", dataset="synthetic", dataset_options=SMALL,
+                   trials=2, seeds=2, pruner="none", ledger=ledger, overrides=fixed)
+    assert executed == [("trial", 0), ("trial", 0), ("final", 1)]
+    records = read_ledger(ledger).records
+    trials = {r["run_id"]: r for r in records if r["kind"] == "trial"}
+    finals = {r["seed"]: r for r in records if r["kind"] == "final"}
+    best_run = result.study.best_trial.user_attrs["run_id"]
+    assert finals[0]["reuses"] == best_run and finals[0]["run_id"] not in trials
+    assert finals[0]["metrics"] == trials[best_run]["metrics"]
+    assert finals[0]["sweep"]["best_valid"] == result.best_value
+    assert "reuses" not in finals[1]
+    assert sorted(r["seed"] for r in result.finals) == [0, 1]
+
+    fresh = run("classic", model="bpr-mf", dataset="synthetic", dataset_options=SMALL,
+                overrides=finals[0]["config"], seed=0, ledger=tmp_path / "fresh.jsonl")
+    assert fresh["metrics"] == finals[0]["metrics"]
+
+
 def _sweep_command(tmp_path, trials, epochs=6):
     return [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
             "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200",

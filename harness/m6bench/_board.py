@@ -115,6 +115,14 @@ def recorded_seeds(records: Iterable[Mapping[str, Any]], entry: BoardModel, benc
     return seeds
 
 
+def _trials_text(entry: BoardModel) -> str:
+    budget = entry.budget
+    trials = f"{budget.trials} trials" if budget.trials else "trials"
+    if budget.timeout_s and budget.trials != 1:
+        trials += f" or {budget.timeout_s:g} s of them"
+    return trials
+
+
 def _record_failure(ledger: Path, board: BoardSpec, entry: BoardModel, benchmark: str,
                     benchmark_version: str, study: str | None, catalog: Catalog,
                     exc: BaseException) -> None:
@@ -152,16 +160,24 @@ def run_board(
     device: str = "auto",
     storage: str | None = None,
     dry_run: bool = False,
+    benchmarks: Iterable[str] = (),
     catalog: Catalog | None = None,
     report: Callable[[str], None] = lambda line: None,
 ) -> list[BoardRowResult]:
-    """Run what is missing of a board; return one result per benchmark x model row."""
+    """Run what is missing of a board; return one result per benchmark x model row.
+
+    ``benchmarks`` restricts the run to those benchmarks' rows, so that several processes
+    (or machines sharing the ledger and ``storage``) can each take a part of the board.
+    """
     board = _board(board)
     catalog = catalog or load_catalog()
     check_names(board, catalog)
+    try:
+        rows = board.rows(benchmarks)
+    except BoardError as exc:
+        raise ConfigError(str(exc)) from exc
     ledger_path = Path(ledger) if ledger else default_ledger()
     results = []
-    rows = board.rows()
     for position, (benchmark, entry) in enumerate(rows, start=1):
         started = time.perf_counter()
         label = f"[{position}/{len(rows)}] {benchmark} x {entry.label}"
@@ -181,13 +197,12 @@ def run_board(
             continue
         if dry_run:
             result.status = "pending"
-            result.message = (f"would run: {entry.budget.trials or '-'} trials, "
+            result.message = (f"would run: {_trials_text(entry)}, "
                               f"{seeds - result.finals} final seeds missing")
             report(f"{label}: {result.message}")
             results.append(result)
             continue
-        report(f"{label}: running sweep {study} ({entry.budget.trials or '-'} trials, "
-               f"{seeds} final seeds)")
+        report(f"{label}: running sweep {study} ({_trials_text(entry)}, {seeds} final seeds)")
         try:
             outcome = sweep(
                 entry.plugin, model=entry.model, benchmark=benchmark,

@@ -56,9 +56,12 @@ def board() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would run; run nothing.")
 @click.option("--allow-failures", is_flag=True,
               help="Exit 0 even when a row failed (it is still reported and recorded).")
+@click.option("--benchmark", "benchmarks", multiple=True,
+              help="Run only this benchmark's rows (repeatable): split a board across "
+                   "processes or machines that share the ledger.")
 @click.option("--quiet", is_flag=True, help="No per-trial lines.")
 def board_run(file: str, ledger: str | None, device: str, storage: str | None, dry_run: bool,
-              allow_failures: bool, quiet: bool) -> None:
+              allow_failures: bool, benchmarks: tuple[str, ...], quiet: bool) -> None:
     """Run what is missing of the board FILE; rows already recorded are skipped.
 
     Safe to re-run after a crash: sweeps resume and recorded final seeds are kept.  A row
@@ -70,10 +73,11 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
 
     spec = _load_board(file)
     ledger_path = _ledger(ledger)
-    click.echo(f"board {spec.name} ({spec.source}): {len(spec.rows())} rows, ledger "
-               f"{ledger_path}")
+    rows = len(spec.rows(benchmarks))
+    click.echo(f"board {spec.name} ({spec.source}): {rows} rows, ledger {ledger_path}")
     results = run_board(spec, ledger=ledger_path, device=device, storage=storage,
-                        dry_run=dry_run, catalog=_catalog(), report=_reporter(quiet))
+                        dry_run=dry_run, benchmarks=benchmarks, catalog=_catalog(),
+                        report=_reporter(quiet))
     rows = [[r.benchmark, f"{r.plugin}/{r.model}", r.status, f"{r.finals}/{r.seeds}",
              f"{r.seconds:.0f}", r.message[:90]] for r in results]
     click.echo(tabulate(rows, headers=["benchmark", "model", "status", "finals", "seconds",
@@ -98,7 +102,8 @@ def board_check(file: str) -> None:
     spec = _load_board(file)
     check_names(spec, _catalog())
     click.echo(f"board {spec.name} ({spec.source}) is valid: {len(spec.benchmarks)} "
-               f"benchmarks x {len(spec.models)} models = {len(spec.rows())} rows.")
+               f"benchmarks x {len({m.label for m in spec.models})} models = {len(spec.rows())} "
+               "rows.")
 
 
 # ======================================================================== leaderboard

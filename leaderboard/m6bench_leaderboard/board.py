@@ -30,6 +30,9 @@ A board is a TOML file (``leaderboard/board.toml`` is the official one)::
     set = { epochs = 30 }                  # optional: fixed config keys, every run
     benchmarks = ["ml-100k"]               # optional: a subset of the board's benchmarks
 
+A model may be listed again with another budget or ``set`` for other benchmarks, as long as
+no benchmark is in two of its entries (``benchmarks`` then says which entry covers which).
+
 The format belongs to the leaderboard package (it also selects what the site shows); the
 harness runs a board (``m6bench board run FILE``).  Every error names the file, the key and
 the fix.
@@ -116,10 +119,16 @@ class BoardSpec:
     alpha: float = 0.05
     source: str = "<board>"
 
-    def rows(self) -> list[tuple[str, BoardModel]]:
-        """Every (benchmark, model) pair of the board, benchmarks first."""
+    def rows(self, only: Sequence[str] = ()) -> list[tuple[str, BoardModel]]:
+        """Every (benchmark, model) pair of the board, benchmarks first (``only``: those
+        benchmarks' rows)."""
+        for name in only:
+            if name not in self.benchmarks:
+                raise BoardError(f"Board file {self.source}: it has no benchmark {name!r}; "
+                                 f"choose from {', '.join(self.benchmarks)}.")
         return [(benchmark, model) for benchmark in self.benchmarks for model in self.models
-                if not model.benchmarks or benchmark in model.benchmarks]
+                if (not model.benchmarks or benchmark in model.benchmarks)
+                and (not only or benchmark in only)]
 
     def includes(self, benchmark: str, plugin: str, model: str) -> bool:
         return any(b == benchmark and m.plugin == plugin and m.model == model
@@ -263,7 +272,8 @@ def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
                          'add one table per model: [[models]] plugin = "classic" '
                          'model = "ease".')
     models: list[BoardModel] = []
-    seen: set[tuple[str, str]] = set()
+    # an entry's rows -> its index: a model may be listed again for other benchmarks
+    seen: dict[tuple[str, str, str], int] = {}
     for index, entry in enumerate(entries):
         where = f"models[{index}]."
         if not isinstance(entry, dict):
@@ -272,10 +282,6 @@ def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
         check.unknown(entry, _MODEL_KEYS, where)
         plugin = check.text(entry, "plugin", where)
         model = check.text(entry, "model", where)
-        if (plugin, model) in seen:
-            raise check.fail(f"{where}model", f"repeats {plugin}/{model}",
-                             "list each plugin/model once (use set = {...} for its config).")
-        seen.add((plugin, model))
         overrides = entry.get("set", {})
         if not isinstance(overrides, dict):
             raise check.fail(f"{where}set", f"is {overrides!r}",
@@ -286,6 +292,13 @@ def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
                 raise check.fail(f"{where}benchmarks", f"names {benchmark!r}, which is not in "
                                  "board.benchmarks", f"add it there or use one of "
                                  f"{', '.join(benchmarks)}.")
+        for benchmark in subset or benchmarks:
+            earlier = seen.setdefault((benchmark, plugin, model), index)
+            if earlier != index:
+                raise check.fail(f"{where}model", f"repeats {plugin}/{model} on {benchmark} "
+                                 f"(models[{earlier}] has it)",
+                                 "list a model once per benchmark: give each of its entries "
+                                 "benchmarks = [...] with none in common.")
         models.append(BoardModel(plugin=plugin, model=model,
                                  budget=_budget(check, entry, where, budget),
                                  overrides=dict(overrides), benchmarks=subset))

@@ -52,6 +52,7 @@ class RunRecord(TypedDict, total=False):
     git: dict[str, Any]  # commit, dirty
     command: list[str]  # the exact command line (argv)
     reproduces: str  # on a reproduction run: the run_id it re-ran
+    reuses: str  # on a final that is its sweep's best trial run (same config, seed): its run_id
     board: dict[str, Any]  # on a board's failure record: board name and source file
     started_at: str  # ISO 8601 UTC
     ended_at: str  # ISO 8601 UTC
