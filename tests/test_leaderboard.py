@@ -237,6 +237,7 @@ def _site_records():
                        config={"note": XSS, "<b>key</b>": 1}, sweep_id=f"s{XSS}",
                        test={"ndcg@10": 0.5}, run_id="evil-run")
     evil["dataset"]["name"] = XSS
+    evil["reuses"] = f"trial-run{XSS}"
     return [*records, evil]
 
 
@@ -265,6 +266,7 @@ def test_site_pages_results_json_and_escaping(tmp_path):
     evil_page = (site / "runs" / "evil-run.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in evil_page
     assert "m6bench reproduce evil-run --ledger evil-run.jsonl" in evil_page
+    assert "the sweep's best trial, run <code>trial-run&lt;script&gt;" in evil_page
     # the run page shows the full provenance and the sweep history
     run_id = data["benchmarks"][1]["rows"][0]["runs"][0]
     page = (site / "runs" / f"{run_id}.html").read_text()
