@@ -100,6 +100,38 @@ def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
                for r in finals)
 
 
+class _Shaped(_Fragile):
+    """Its config holds a list built from a choice and a decay outside the space's range."""
+
+    def fit_epoch(self, train, epoch):
+        return {}
+
+
+def test_trial_zero_runs_defaults_that_are_not_points_of_the_search_space(tmp_path):
+    from m6bench._sweep import sweep
+
+    plugin = types.ModuleType("shaped")
+    defaults = {"boom": False, "hidden": [600], "weight_decay": 0.0}
+
+    @hookimpl
+    def m6bench_register_models(register):
+        register(ModelSpec("shaped", build=_Shaped, defaults=defaults, search_space=lambda t: {
+            "hidden": [t.suggest_categorical("hidden", [200, 400, 600])],
+            "weight_decay": t.suggest_float("weight_decay", 1e-8, 1e-4, log=True)}))
+
+    plugin.m6bench_register_models = m6bench_register_models
+    catalog = load_catalog([("shaped", plugin)])
+    ledger = tmp_path / "ledger.jsonl"
+    result = sweep("shaped", dataset="synthetic", dataset_options=SMALL, trials=3, seeds=0,
+                   ledger=ledger, catalog=catalog)
+    assert result.counts["complete"] == 3, result.counts
+    trials = sorted((r for r in read_ledger(ledger).records if r["kind"] == "trial"),
+                    key=lambda r: r["sweep"]["trial"])
+    assert [r["status"] for r in trials] == ["ok"] * 3
+    assert {k: trials[0]["config"][k] for k in defaults} == defaults
+    assert all(0 < r["config"]["weight_decay"] <= 1e-4 for r in trials[1:])
+
+
 def test_the_final_with_the_trial_seed_is_the_best_trials_own_run(tmp_path, monkeypatch):
     """Seed 0's final is the best trial's run copied (no second training); other seeds train,
     and a fresh run of the same config and seed gives the copied metrics exactly."""

@@ -48,6 +48,9 @@ WAIT_SECONDS = 1.0
 MAX_ROUNDS = 100_000  # bounds the wait for other workers' trials (each round <= 1 wait)
 # A trial that failed for a reason of its own (not a dead worker) carries this user attribute.
 ERROR_ATTR = "m6bench_error"
+# Trial 0 runs the recipe's defaults as they are, without asking the search space: defaults
+# need not be points of it (weight decay 0 outside a log range, a list built from a choice).
+DEFAULTS_ATTR = "m6bench_defaults"
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,7 @@ class _Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         self._check_budget(trial)
-        if self.plan.model_spec.search_space is None:
+        if self.plan.model_spec.search_space is None or trial.user_attrs.get(DEFAULTS_ATTR):
             sampled: dict[str, Any] = {}
         else:
             sampled = dict(self.plan.model_spec.search_space(trial))
@@ -444,22 +447,13 @@ def sweep(
     study = _open_study(spec, plan, storage, study_name)
     if not study.get_trials(deepcopy=False) and plan.model_spec.search_space is not None:
         # trial 0 is the recipe's defaults, so a sweep can only improve on them
-        defaults = {k: v for k, v in plan.config.items() if k in _search_keys(plan)}
-        study.enqueue_trial(defaults, skip_if_exists=True)
+        study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True}, skip_if_exists=True)
     started = time.perf_counter()
     optimize(study, spec, plan, report)
     report(f"sweep {study_name}: {time.perf_counter() - started:.1f}s")
     result = finalise(study, spec, plan, seeds=seeds, report=report)
     result.storage = storage
     return result
-
-
-def _search_keys(plan: RunPlan) -> set[str]:
-    space = plan.model_spec.search_space
-    if space is None:
-        return set()
-    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    return set(space(probe.ask()))
 
 
 def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
