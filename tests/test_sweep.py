@@ -101,7 +101,13 @@ def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
 
 
 class _Shaped(_Fragile):
-    """Its config holds a list built from a choice and a decay outside the space's range."""
+    """Its config holds a list built from a choice and a decay outside the space's range;
+    its defaults (decay 0) rank worst, so the best trial is a sampled one."""
+
+    def __init__(self, train, config):
+        super().__init__(train, config)
+        if config["weight_decay"] == 0.0:
+            self.popularity.neg_()
 
     def fit_epoch(self, train, epoch):
         return {}
@@ -130,6 +136,13 @@ def test_trial_zero_runs_defaults_that_are_not_points_of_the_search_space(tmp_pa
     assert [r["status"] for r in trials] == ["ok"] * 3
     assert {k: trials[0]["config"][k] for k in defaults} == defaults
     assert all(0 < r["config"]["weight_decay"] <= 1e-4 for r in trials[1:])
+    # the finals run the best trial's config, whose keys are not Optuna's param names
+    finals = sweep("shaped", dataset="synthetic", dataset_options=SMALL, trials=3, seeds=2,
+                   ledger=ledger, catalog=catalog).finals
+    best = next(r for r in trials if r["sweep"]["trial"] == result.study.best_trial.number)
+    assert best["sweep"]["trial"] != 0
+    assert sorted(r["seed"] for r in finals) == [0, 1]
+    assert all(r["config"] == best["config"] for r in finals)
 
 
 def test_the_final_with_the_trial_seed_is_the_best_trials_own_run(tmp_path, monkeypatch):

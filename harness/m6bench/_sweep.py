@@ -51,6 +51,9 @@ ERROR_ATTR = "m6bench_error"
 # Trial 0 runs the recipe's defaults as they are, without asking the search space: defaults
 # need not be points of it (weight decay 0 outside a log range, a list built from a choice).
 DEFAULTS_ATTR = "m6bench_defaults"
+# The config keys a trial set (fixed ones and sampled ones): Optuna's params are the search
+# space's own names and values (a width from which a layer list is built), not config keys.
+OVERRIDES_ATTR = "m6bench_overrides"
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,7 @@ class _Objective:
                           sweep_id=self.study_name, seed=self.spec.trial_seed)
         plan = replace(self.plan, request=request, config=config)
         trial.set_user_attr("config", config)
+        trial.set_user_attr(OVERRIDES_ATTR, overrides)
 
         def on_epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
             self.interruption.check()
@@ -467,7 +471,9 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
     best_config = dict(best.user_attrs.get("config", {}))
     default_trials = [t for t in complete if t.number == 0]
     default_value = default_trials[0].value if default_trials else None
-    overrides = {**spec.overrides, **best.params}
+    # a study begun before trials kept their overrides has their resolved config
+    overrides = dict(best.user_attrs.get(OVERRIDES_ATTR, best_config)
+                     or {**spec.overrides, **best.params})
     config = resolve_config(plan.model_spec.defaults, overrides=overrides,
                             model_name=plan.model_name)
     done = {
