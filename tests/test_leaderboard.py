@@ -504,6 +504,9 @@ def test_a_model_listed_per_benchmark_gets_each_entrys_budget_and_a_run_can_take
     with pytest.raises(ConfigError, match=r"split\.toml: it has no benchmark 'ml-1m'; "
                                           r"choose from tiny, tiny-big"):
         run_board(board, ledger=ledger, catalog=catalog, benchmarks=["ml-1m"])
+    command = CliRunner().invoke(main, ["board", "run", str(board), "--benchmark", "ml-1m",
+                                        "--dry-run", "--ledger", str(ledger)])
+    assert command.exit_code == 2 and "it has no benchmark 'ml-1m'" in command.output
 
 
 def test_board_unknown_benchmark_fails_before_running(tmp_path):

@@ -54,6 +54,14 @@ def _board(board: BoardSpec | str | os.PathLike[str]) -> BoardSpec:
         raise ConfigError(str(exc)) from exc
 
 
+def board_rows(board: BoardSpec, benchmarks: Iterable[str] = ()) -> list[tuple[str, BoardModel]]:
+    """The board's (benchmark, model) rows, only those of ``benchmarks`` when given."""
+    try:
+        return board.rows(tuple(benchmarks))
+    except BoardError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def check_names(board: BoardSpec, catalog: Catalog) -> None:
     """Fail before running anything when a benchmark, plugin or model name is unknown.
 
@@ -172,10 +180,7 @@ def run_board(
     board = _board(board)
     catalog = catalog or load_catalog()
     check_names(board, catalog)
-    try:
-        rows = board.rows(benchmarks)
-    except BoardError as exc:
-        raise ConfigError(str(exc)) from exc
+    rows = board_rows(board, benchmarks)
     ledger_path = Path(ledger) if ledger else default_ledger()
     results = []
     for position, (benchmark, entry) in enumerate(rows, start=1):

@@ -68,13 +68,13 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
     that fails is reported and recorded, and the board goes on; the exit code is 1 when a
     row failed or is incomplete (0 with --allow-failures).
     """
-    from m6bench._board import run_board
+    from m6bench._board import board_rows, run_board
     from m6bench.cli import _catalog
 
     spec = _load_board(file)
     ledger_path = _ledger(ledger)
-    rows = len(spec.rows(benchmarks))
-    click.echo(f"board {spec.name} ({spec.source}): {rows} rows, ledger {ledger_path}")
+    click.echo(f"board {spec.name} ({spec.source}): {len(board_rows(spec, benchmarks))} rows, "
+               f"ledger {ledger_path}")
     results = run_board(spec, ledger=ledger_path, device=device, storage=storage,
                         dry_run=dry_run, benchmarks=benchmarks, catalog=_catalog(),
                         report=_reporter(quiet))

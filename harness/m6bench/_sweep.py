@@ -472,12 +472,12 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
     default_trials = [t for t in complete if t.number == 0]
     default_value = default_trials[0].value if default_trials else None
     # a study begun before trials kept their overrides has their resolved config
-    overrides = dict(best.user_attrs.get(OVERRIDES_ATTR, best_config)
-                     or {**spec.overrides, **best.params})
+    overrides = dict(best.user_attrs.get(OVERRIDES_ATTR, best_config))
     config = resolve_config(plan.model_spec.defaults, overrides=overrides,
                             model_name=plan.model_name)
+    records = read_ledger(plan.ledger).records
     done = {
-        r["seed"] for r in read_ledger(plan.ledger).records
+        r["seed"] for r in records
         if r.get("kind") == "final" and r.get("sweep_id") == study.study_name
         and r.get("status") == "ok"
     }
@@ -491,7 +491,7 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
         info = {"id": study.study_name, "trial": best.number, "budget": spec.budget,
                 "best_valid": best.value}
         if seed == spec.trial_seed:
-            record = _final_from_best_trial(plan, best, config, seed, info)
+            record = _final_from_best_trial(plan, records, best, config, seed, info)
             if record is not None:
                 report(f"final seed {seed}: the best trial's own run (same config and seed), "
                        f"test {plan.benchmark.valid_metric} "
@@ -515,9 +515,9 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
                        counts, finals, study)
 
 
-def _final_from_best_trial(plan: RunPlan, best: optuna.trial.FrozenTrial,
-                           config: Mapping[str, Any], seed: int,
-                           info: Mapping[str, Any]) -> dict[str, Any] | None:
+def _final_from_best_trial(plan: RunPlan, records: Sequence[Mapping[str, Any]],
+                           best: optuna.trial.FrozenTrial, config: Mapping[str, Any],
+                           seed: int, info: Mapping[str, Any]) -> dict[str, Any] | None:
     """The final run the best trial already is, recorded as a final; None when it is not.
 
     A trial trains on the same cut with the same config and seed as this final and is
@@ -528,8 +528,7 @@ def _final_from_best_trial(plan: RunPlan, best: optuna.trial.FrozenTrial,
     run_id = best.user_attrs.get("run_id")
     if not run_id:
         return None
-    trial = next((r for r in read_ledger(plan.ledger).records if r.get("run_id") == run_id),
-                 None)
+    trial = next((r for r in records if r.get("run_id") == run_id), None)
     if (trial is None or trial.get("status") != "ok" or trial.get("seed") != seed
             or trial.get("config_hash") != config_hash(dict(config))
             or not (trial.get("metrics") or {}).get("test")):
