@@ -44,12 +44,24 @@ Usage::
 The table is also written as JSON and Markdown (``--out PREFIX``: ``PREFIX.json``,
 ``PREFIX.md``; default ``.benchmarks/compare_recbole/<UTC time>``).  ``--check`` makes the
 exit status 1 when an acceptance check fails.
+
+``--ledger PATH`` (e.g. ``docs/results/speed-recbole.jsonl``) appends one JSON line per row
+(model x dataset) as soon as the row is done: both sides' figures with their spread (every
+epoch's training seconds and every timed test evaluation, with min and median), the ratios,
+that row's acceptance checks, the settings, the machine and its load, the command and the code
+identity of the m6bench that ran.  The m6bench side's own ledger record (without its
+per-user values) goes to the sibling ``PATH`` with the suffix ``-runs.jsonl``
+(``docs/results/speed-recbole-runs.jsonl``), and the speed line names it by
+``m6bench_run_id``, so ``m6bench reproduce RUN_ID --ledger docs/results/speed-recbole-runs.jsonl
+--no-record`` re-runs it.  Several invocations may append to one ledger.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -57,6 +69,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -89,6 +102,8 @@ DEFAULT_EPOCHS = {
     "gnn-mf@ml-1m": 10,
 }
 SPEEDUP_EVAL, SPEEDUP_EPOCH, NDCG_TOLERANCE, MATMUL_FACTOR = 5.0, 3.0, 0.03, 3.0
+PEER = f"RecBole {RECBOLE_VERSION}"
+SCRIPT = "benchmarks/compare_recbole.py"  # as the ledger's commands name it
 
 
 @dataclass(frozen=True)
@@ -120,8 +135,14 @@ class Side:
     epochs: int | None = None
     best_epoch: int | None = None
     train_s: float | None = None  # all training epochs (closed form: the fit)
-    epoch_s: float | None = None  # per training epoch
+    epoch_s: float | None = None  # per training epoch (the mean)
+    epoch_s_all: list[float] | None = None  # every training epoch's seconds, in order
+    epoch_s_min: float | None = None
+    epoch_s_median: float | None = None
     eval_s: float | None = None  # one full evaluation of the test set (median)
+    eval_s_all: list[float] | None = None  # every timed test evaluation (--eval-repeats)
+    eval_s_min: float | None = None
+    eval_s_median: float | None = None
     valid_eval_s: float | None = None  # mean validation evaluation during training
     floor_s: float | None = None  # the bare batched matmul the test evaluation needs
     data_s: float | None = None  # load + split
@@ -131,10 +152,23 @@ class Side:
     ndcg10: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
     log: str | None = None
+    run_id: str | None = None  # m6bench: the run's ledger record
+    run_ledger: str | None = None  # m6bench: the ledger that record is in
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def set_spread(self, epochs: Sequence[float] | None, evals: Sequence[float] | None) -> None:
+        """Keep every epoch's and every test evaluation's seconds, with min and median."""
+        if epochs:
+            self.epoch_s_all = [float(v) for v in epochs]
+            self.epoch_s_min = min(self.epoch_s_all)
+            self.epoch_s_median = statistics.median(self.epoch_s_all)
+        if evals:
+            self.eval_s_all = [float(v) for v in evals]
+            self.eval_s_min = min(self.eval_s_all)
+            self.eval_s_median = statistics.median(self.eval_s_all)
 
 
 class RecBoleUnavailable(RuntimeError):
@@ -311,19 +345,23 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
     """Train and evaluate ``pair``'s m6bench model through the Python API, in this process.
 
     The test evaluation is timed (``eval_repeats`` times, median) inside the training loop's
-    own call, with the best weights restored, and so is the bare matmul it needs.
+    own call, with the best weights restored, and so is the bare matmul it needs.  Every
+    training epoch is timed too (the model's ``fit_epoch``, as the loop's ``timings.train``
+    adds it up), for the spread of s/epoch.
     """
     import torch
 
     import m6bench
-    from m6bench import _train
+    from m6bench import _run, _train
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
     started = time.perf_counter()
     valid_times: list[float] = []
-    test: dict[str, float] = {}
+    epoch_times: list[float] = []
+    test: dict[str, Any] = {}
     original = _train.evaluate_part
+    original_train = _run.train_model
 
     def timed(model, bench, part, *, tasks, batch_size):
         begin = time.perf_counter()
@@ -335,7 +373,8 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
         more = [_median_seconds(lambda: original(model, bench, part, tasks=tasks,
                                                  batch_size=batch_size), 1)
                 for _ in range(eval_repeats - 1)]
-        test["eval_s"] = statistics.median([seconds, *more])
+        test["eval_s_all"] = [seconds, *more]
+        test["eval_s"] = statistics.median(test["eval_s_all"])
         dim = model.config.get("dim")
         if dim is not None and result.ranking is not None:
             test["floor_s"] = matmul_floor(int(result.ranking.users.numel()),
@@ -343,8 +382,24 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
                                            eval_repeats)
         return result
 
+    def timed_training(model, *args, **kwargs):
+        fit_epoch = model.fit_epoch
+
+        def timed_fit_epoch(*fit_args, **fit_kwargs):
+            begin = time.perf_counter()
+            losses = fit_epoch(*fit_args, **fit_kwargs)
+            epoch_times.append(time.perf_counter() - begin)
+            return losses
+
+        model.fit_epoch = timed_fit_epoch  # this instance only, for this run
+        try:
+            return original_train(model, *args, **kwargs)
+        finally:
+            del model.fit_epoch
+
     side = Side("m6bench", pair.model, dataset)
     _train.evaluate_part = timed
+    _run.train_model = timed_training
     try:
         record = m6bench.run(pair.plugin, model=pair.model, dataset=dataset, seed=seed,
                              overrides=m6bench_overrides(pair, epochs, patience,
@@ -352,6 +407,7 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
                              device=device, ledger=ledger)
     finally:
         _train.evaluate_part = original
+        _run.train_model = original_train
         torch.set_num_threads(threads_before)
     timings = record["timings"]
     metrics = record["metrics"]["test"]
@@ -359,6 +415,7 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
     side.train_s = float(timings["train"])
     side.epoch_s = side.train_s / max(1, side.epochs)
     side.eval_s = test.get("eval_s")
+    side.set_spread(epoch_times, test.get("eval_s_all"))
     side.floor_s = test.get("floor_s")
     # the last validation evaluation re-scores the best weights after training
     side.valid_eval_s = statistics.mean(valid_times) if valid_times else None
@@ -366,6 +423,8 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
     side.peak_rss_mb = float(record["peak_rss_mb"])
     side.recall10, side.ndcg10 = metrics.get("recall@10"), metrics.get("ndcg@10")
     side.config = dict(record["config"])
+    side.run_id = record["run_id"]
+    side.run_ledger = str(ledger if ledger is not None else _run.default_ledger())
     side.wall_s = time.perf_counter() - started
     return side
 
@@ -423,13 +482,17 @@ def main():
         result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
         eval_times.append(time.perf_counter() - started)
     train_s = sum(train_times)
+    # closed form: the one "epoch" is the fit in the constructor plus the dummy epoch
+    epoch_times = [train_s + init_s] if spec["closed_form"] else train_times
     out = {
         "epochs": len(train_times),
         "best_epoch": int(checkpoint.get("epoch", -1)) + 1,
         "train_s": train_s + (init_s if spec["closed_form"] else 0.0),
         "epoch_s": (train_s + init_s) if spec["closed_form"] else train_s / len(train_times),
         "init_s": init_s,
+        "epoch_times": epoch_times,
         "eval_s": statistics.median(eval_times),
+        "eval_times": eval_times,
         "valid_eval_s": statistics.mean(valid_times) if valid_times else None,
         "data_s": data_s,
         "recall10": float(result["recall@10"]),
@@ -511,6 +574,7 @@ def run_recbole_side(pair: Pair, dataset: str, config: Mapping[str, Any], *, ven
     for key in ("epochs", "best_epoch", "train_s", "epoch_s", "eval_s", "valid_eval_s",
                 "data_s", "recall10", "ndcg10"):
         setattr(side, key, result.get(key))
+    side.set_spread(result.get("epoch_times"), result.get("eval_times"))
     side.config["dataset_statistics"] = {k: result[k] for k in ("users", "items",
                                                                  "interactions")}
     return side
@@ -689,6 +753,131 @@ def machine() -> dict[str, Any]:
     return info
 
 
+# ---------------------------------------------------------------------------- the ledgers
+def runs_ledger(path: str | os.PathLike[str]) -> Path:
+    """The sibling ledger of the m6bench run records: ``speed-recbole.jsonl`` ->
+    ``speed-recbole-runs.jsonl``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-runs.jsonl")
+
+
+def script_command(argv: Sequence[str]) -> list[str]:
+    """``python benchmarks/compare_recbole.py ARGS...`` as a list, secrets redacted."""
+    from m6bench_leaderboard import redact
+
+    return redact(["python", SCRIPT, *argv])
+
+
+def code_identity(plugin: str, catalog: Any = None) -> dict[str, Any]:
+    """The harness's and ``plugin``'s code identity (``plugin`` None when it is not loaded)."""
+    from m6bench import load_catalog
+    from m6bench._provenance import harness_identity
+
+    catalog = catalog if catalog is not None else load_catalog()
+    info = catalog.plugins.get(plugin)
+    return {"harness": harness_identity(), "plugin": info.code() if info is not None else None}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and tuples as lists (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def append_line(path: str | os.PathLike[str], entry: Mapping[str, Any]) -> None:
+    """Append ``entry`` as one JSON line (locked, flushed and synced: many writers may share
+    ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(_finite(entry), allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def copy_run_record(side: Side, target: Path) -> str | None:
+    """Append ``side``'s m6bench run record, without its per-user values, to ``target``.
+
+    Returns its run id, or None when the side has no record (failed, unavailable).
+    """
+    from m6bench_leaderboard import append_record
+
+    if side.run_id is None or side.run_ledger is None:
+        return None
+    record = None
+    with open(side.run_ledger, encoding="utf-8") as handle:
+        for line in handle:
+            if side.run_id in line:
+                candidate = json.loads(line)
+                if candidate.get("run_id") == side.run_id:
+                    record = candidate
+    if record is None:
+        raise RuntimeError(f"run {side.run_id} is not in its ledger {side.run_ledger}")
+    record.pop("per_user", None)
+    append_record(target, record)
+    return side.run_id
+
+
+def ledger_entry(row: Row, *, settings: Mapping[str, Any], machine_info: Mapping[str, Any],
+                 versions: Mapping[str, Any], code: Mapping[str, Any],
+                 command: Sequence[str], started_at: str, ended_at: str,
+                 invocation: str, m6bench_run_id: str | None) -> dict[str, Any]:
+    """The speed ledger's line for one compared row."""
+    pair, m6, rb = row.pair, row.m6bench, row.recbole
+    status = next((side.status for side in (m6, rb) if not side.ok), "ok")
+    return {
+        "kind": "speed",
+        "table": "recbole",
+        "status": status,
+        "model": pair.model,
+        "plugin": pair.plugin,
+        "peer": PEER,
+        "peer_model": pair.recbole,
+        "dataset": row.dataset,
+        "closed_form": pair.closed_form,
+        "m6bench": asdict(m6),
+        "recbole": asdict(rb),
+        "m6bench_run_id": m6bench_run_id,
+        "ratios": row.ratios(),
+        "checks": acceptance_checks([row]),
+        "settings": {**settings, "epochs_cap": None if pair.closed_form else
+                     settings["epochs"].get(f"{pair.model}@{row.dataset}")},
+        "machine": dict(machine_info),
+        "versions": dict(versions),
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "invocation": invocation,
+        "command": list(command),
+        "code": dict(code),
+    }
+
+
+def write_ledger_row(path: str | os.PathLike[str], row: Row, **context: Any) -> dict[str, Any]:
+    """Append ``row``'s m6bench run record to the ``-runs`` sibling of ``path``, then its
+    speed line to ``path`` (so the run id it names is always there); returns the line."""
+    try:
+        run_id = copy_run_record(row.m6bench, runs_ledger(path))
+    except Exception as exc:  # keep the row's figures; say why its run record is missing
+        print(f"warning: the m6bench run record of {row.pair.model} on {row.dataset} was not "
+              f"copied to {runs_ledger(path)}: {exc}", file=sys.stderr, flush=True)
+        run_id = None
+    entry = ledger_entry(row, m6bench_run_id=run_id, **context)
+    append_line(path, entry)
+    return entry
+
+
 def write_outputs(prefix: Path, report: Mapping[str, Any], table: str, checks: str) -> None:
     prefix.parent.mkdir(parents=True, exist_ok=True)
     prefix.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -788,6 +977,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path,
                         help="where logs, checkpoints and ledgers go (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="PREFIX for PREFIX.json and PREFIX.md")
+    parser.add_argument("--ledger", type=Path, metavar="PATH",
+                        help="append one JSON line per row (figures with their spread, "
+                             "checks, settings, machine, command, code) to PATH, and the "
+                             "m6bench run records to PATH's -runs.jsonl sibling "
+                             "(e.g. docs/results/speed-recbole.jsonl)")
     parser.add_argument("--check", action="store_true",
                         help="exit with status 1 when an acceptance check fails")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -800,6 +994,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return _worker(args.worker)
+    command = script_command(list(sys.argv[1:] if argv is None else argv))
     started_at = datetime.now(timezone.utc)
     load_start = os.getloadavg()
     recbole_versions: dict[str, str] = {}
@@ -827,15 +1022,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     caps = _epoch_caps(args.epochs)
     m6_sets, rb_sets = _scoped(args.m6bench_set, "--m6bench-set"), _scoped(args.recbole_set,
                                                                            "--recbole-set")
+    settings = {"models": args.models, "datasets": args.datasets, "threads": args.threads,
+                "epochs": {f"{m}@{d}": epochs_cap(caps, m, d) for d in args.datasets
+                           for m in args.models if not PAIRS[m].closed_form},
+                "patience": args.patience, "seed": args.seed,
+                "eval_repeats": args.eval_repeats, "device": args.device,
+                "m6bench_set": args.m6bench_set, "recbole_set": args.recbole_set}
+    versions = {"recbole_venv": recbole_versions, **_m6bench_versions()}
+    codes: dict[str, dict[str, Any]] = {}
+    if args.ledger:  # the code as it is when this invocation starts, as run records name it
+        from m6bench import load_catalog
+
+        catalog = load_catalog()
+        codes = {p: code_identity(p, catalog) for p in {PAIRS[m].plugin for m in args.models}}
+    invocation = uuid.uuid4().hex
     print(f"m6bench vs RecBole {recbole_versions.get('recbole', '(skipped)')}: "
           f"{', '.join(args.models)} on {', '.join(args.datasets)}; {args.threads} threads; "
           f"load average {load_start[0]:.2f}; work folder {workdir}", flush=True)
 
     rows: list[Row] = []
+
+    def done(row: Row, row_started: datetime, row_load: tuple[float, ...]) -> None:
+        rows.append(row)
+        if not args.ledger:
+            return
+        write_ledger_row(
+            args.ledger, row, settings=settings,
+            machine_info={**machine(), "loadavg_start": row_load,
+                          "loadavg_end": os.getloadavg()},
+            versions=versions, code=codes[row.pair.plugin], command=command,
+            started_at=row_started.isoformat(),
+            ended_at=datetime.now(timezone.utc).isoformat(), invocation=invocation)
+
     for dataset in args.datasets:
         for name in args.models:
             pair = PAIRS[name]
             epochs = epochs_cap(caps, name, dataset)
+            row_started, row_load = datetime.now(timezone.utc), os.getloadavg()
             overrides = {**m6_sets.get("*", {}), **m6_sets.get(name, {})}
             try:
                 m6_config = m6bench_config(pair, overrides)
@@ -843,10 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reason = (f"m6bench model {name!r} (plugin {pair.plugin!r}) is not available: "
                           f"{exc}")
                 print(f"skip {name} on {dataset}: {reason}", flush=True)
-                rows.append(Row(pair, dataset,
-                                Side("m6bench", name, dataset, "unavailable", reason),
-                                Side("recbole", pair.recbole, dataset, "skipped",
-                                     "its m6bench counterpart is not available")))
+                done(Row(pair, dataset,
+                         Side("m6bench", name, dataset, "unavailable", reason),
+                         Side("recbole", pair.recbole, dataset, "skipped",
+                              "its m6bench counterpart is not available")),
+                     row_started, row_load)
                 continue
             print(f"-> {name} on {dataset} (epochs cap {1 if pair.closed_form else epochs}, "
                   f"load {os.getloadavg()[0]:.2f})", flush=True)
@@ -869,7 +1093,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       workdir=workdir, timeout=args.timeout,
                                       echo=args.verbose)
                 _report_side(rb)
-            rows.append(Row(pair, dataset, m6, rb))
+            done(Row(pair, dataset, m6, rb), row_started, row_load)
 
     load_end = os.getloadavg()
     table = render_table(rows)
@@ -892,13 +1116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "started_at": started_at.isoformat(),
         "machine": {**machine(), "loadavg_start": load_start, "loadavg_end": load_end},
-        "versions": {"recbole_venv": recbole_versions, **_m6bench_versions()},
-        "settings": {"models": args.models, "datasets": args.datasets, "threads": args.threads,
-                     "epochs": {f"{m}@{d}": epochs_cap(caps, m, d) for d in args.datasets
-                                for m in args.models if not PAIRS[m].closed_form},
-                     "patience": args.patience, "seed": args.seed,
-                     "eval_repeats": args.eval_repeats, "device": args.device,
-                     "m6bench_set": args.m6bench_set, "recbole_set": args.recbole_set},
+        "versions": versions,
+        "settings": settings,
         "rows": [row.to_dict() for row in rows],
         "checks": checks,
     }
@@ -906,6 +1125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                               started_at.strftime("%Y%m%dT%H%M%SZ"))
     write_outputs(prefix, report, render_table(rows, "github"), checks_text)
     print(f"\nWritten {prefix.with_suffix('.json')} and {prefix.with_suffix('.md')}")
+    if args.ledger:
+        print(f"Appended {len(rows)} line(s) to {args.ledger} and the m6bench run records to "
+              f"{runs_ledger(args.ledger)}")
     if args.check and any(c["passed"] is False for c in checks):
         return 1
     return 0

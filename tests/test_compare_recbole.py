@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -125,3 +126,85 @@ def test_child_peak_memory_is_the_child_own(compare, tmp_path):
         env={"PATH": ""}, cwd=tmp_path, log_path=tmp_path / "log", timeout=120)
     assert code == 0 and wall > 0
     assert 150 <= peak_mb < 1000
+
+
+def test_ledger_gets_one_line_per_row_with_spread_code_and_the_run_record(
+        compare, tmp_path, monkeypatch, capsys):
+    """main(--ledger) with RecBole faked and the m6bench side in-process on synthetic data."""
+    from m6bench._reproduce import find_record, reproduce
+
+    data = tmp_path / "data" / "recbole-ml-100k"
+    data.mkdir(parents=True)
+    (data / "ml-100k.inter").write_text("user_id:token\titem_id:token\n")
+    monkeypatch.setattr(compare, "check_recbole", lambda venv: {"recbole": "1.2.1"})
+
+    def m6bench_child(pair, dataset, *, epochs, patience, seed, threads, overrides,
+                      eval_repeats, workdir, **_):
+        return compare.run_m6bench_side(
+            pair, "synthetic", epochs=epochs, patience=patience, seed=seed, threads=threads,
+            overrides=overrides, eval_repeats=eval_repeats,
+            ledger=workdir / f"m6bench-{pair.model}" / "ledger.jsonl")
+
+    def recbole_side(pair, dataset, config, *, eval_repeats, **_):
+        side = compare.Side("recbole", pair.recbole, dataset, epochs=2, best_epoch=2,
+                            epoch_s=0.5, eval_s=0.2, peak_rss_mb=900.0, recall10=0.1,
+                            ndcg10=0.1, config=dict(config))
+        side.set_spread([0.6, 0.4], [0.3, 0.2, 0.1][:eval_repeats])
+        return side
+
+    monkeypatch.setattr(compare, "run_m6bench_child", m6bench_child)
+    monkeypatch.setattr(compare, "run_recbole_side", recbole_side)
+    ledger = tmp_path / "results" / "speed-recbole.jsonl"
+    common = ["--datasets", "ml-100k", "--data-dir", str(tmp_path / "data"), "--threads", "1",
+              "--patience", "1", "--epochs", "bpr-mf=2", "--ledger", str(ledger)]
+    assert compare.main([*common, "--models", "bpr-mf", "ease", "--eval-repeats", "3",
+                         "--workdir", str(tmp_path / "w1"), "--out", str(tmp_path / "o1")]) == 0
+    assert compare.main([*common, "--models", "ease", "--workdir", str(tmp_path / "w2"),
+                         "--out", str(tmp_path / "o2")]) == 0  # a second invocation appends
+    assert (tmp_path / "o1.json").is_file() and (tmp_path / "o1.md").is_file()
+    assert "Appended 2 line(s)" in capsys.readouterr().out
+
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [(e["model"], e["peer_model"]) for e in lines] == [
+        ("bpr-mf", "BPR"), ("ease", "EASE"), ("ease", "EASE")]
+    assert lines[0]["invocation"] == lines[1]["invocation"] != lines[2]["invocation"]
+    runs = compare.runs_ledger(ledger)
+    assert runs == tmp_path / "results" / "speed-recbole-runs.jsonl"
+    for entry in lines:
+        assert entry["kind"] == "speed" and entry["table"] == "recbole"
+        assert entry["peer"] == "RecBole 1.2.1" and entry["dataset"] == "ml-100k"
+        assert entry["status"] == "ok"
+        for side in (entry["m6bench"], entry["recbole"]):
+            assert side["epoch_s_min"] <= side["epoch_s_median"] <= max(side["epoch_s_all"])
+            assert side["eval_s_min"] <= side["eval_s_median"] <= max(side["eval_s_all"])
+            assert side["eval_s"] == side["eval_s_median"]  # eval_s stays the median
+        m6 = entry["m6bench"]
+        assert len(m6["epoch_s_all"]) == m6["epochs"]
+        assert m6["epoch_s"] == pytest.approx(m6["train_s"] / m6["epochs"])  # still the mean
+        assert sum(m6["epoch_s_all"]) <= m6["train_s"] * 1.05 + 1e-3
+        assert entry["ratios"]["eval_speedup"] == pytest.approx(
+            entry["recbole"]["eval_s"] / m6["eval_s"])
+        assert [c["check"] for c in entry["checks"]] == [
+            f"{entry['model']} ml-100k: test NDCG@10 m6bench / RecBole {entry['peer_model']}"]
+        settings = entry["settings"]
+        assert settings["threads"] == 1 and settings["patience"] == 1
+        assert settings["seed"] == 2020 and settings["eval_repeats"] == 3
+        assert settings["epochs_cap"] == (2 if entry["model"] == "bpr-mf" else None)
+        assert {"cores", "loadavg_start", "loadavg_end"} <= set(entry["machine"])
+        assert entry["started_at"] <= entry["ended_at"]
+        assert entry["command"][:2] == ["python", "benchmarks/compare_recbole.py"]
+        assert entry["command"][entry["command"].index("--ledger") + 1] == str(ledger)
+        code = entry["code"]
+        assert code["harness"]["sha256"] and code["harness"]["distribution"]
+        assert code["plugin"]["name"] == "classic" and code["plugin"]["sha256"]
+        record = find_record(entry["m6bench_run_id"], runs)
+        assert record["model"] == entry["model"] and "per_user" not in record
+        assert record["code"] == entry["code"]  # the identity the run record names
+        assert record["metrics"]["test"]["ndcg@10"] == m6["ndcg10"]
+    bpr = lines[0]
+    assert len(bpr["m6bench"]["eval_s_all"]) == 3 and len(lines[2]["m6bench"]["eval_s_all"]) == 3
+    assert len(runs.read_text().splitlines()) == 3
+
+    # the copied record reproduces exactly (m6bench reproduce RUN_ID --ledger ... --no-record)
+    result = reproduce(lines[2]["m6bench_run_id"], ledger=runs, record=False)
+    assert result.ok and len(runs.read_text().splitlines()) == 3

@@ -102,3 +102,52 @@ def test_sweep_and_worker_share_a_postgres_study(postgres_url, tmp_path):
     assert by_worker, "the worker ran no trial"
     assert len(by_sweep) + len(by_worker) == trials
     assert {r["sweep_id"] for r in by_sweep + by_worker} == {study}
+
+
+def test_a_storage_password_reaches_no_record_output_or_page(postgres_url, tmp_path):
+    """A sweep and a worker on a PostgreSQL URL with a password, then the site: the password
+    is nowhere (records, run files, results.json, pages, stdout, stderr)."""
+    secret = "Sw33p-pa55word-not-for-pages"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@")  # trust auth ignores it
+    assert secret in url
+    env = {**os.environ, "M6BENCH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    study = "secret-pop"
+    ledger = tmp_path / "ledger.jsonl"
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
+         "itemknn", "--dataset", "synthetic", "--dataset-opt", "n_users=150", "--dataset-opt",
+         "n_items=90", "--trials", "4", "--seeds", "2", "--pruner", "none", "--study", study,
+         "--storage", url, "--ledger", str(ledger)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    storage = make_storage(postgres_url)
+    while time.monotonic() < deadline:
+        if study in [s.study_name for s in optuna.study.get_all_study_summaries(storage)]:
+            break
+        time.sleep(0.5)
+    worker = subprocess.run(
+        [sys.executable, "-m", "m6bench.cli", "worker", "--storage", url, "--study", study,
+         "--device", "cpu", "--ledger", str(ledger)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 0, out + err
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    site = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "m6bench.cli", "leaderboard", "build", "--ledger", str(ledger),
+         "--out", str(site)], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
+    assert build.returncode == 0, build.stderr
+    show = subprocess.run(
+        [sys.executable, "-m", "m6bench.cli", "leaderboard", "show", "--ledger", str(ledger),
+         "--format", "json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=300)
+    outputs = [out, err, worker.stdout, worker.stderr, build.stdout, build.stderr, show.stdout]
+    files = [ledger, *(p for p in site.rglob("*") if p.is_file())]
+    assert (site / "results.json") in files and any(p.suffix == ".jsonl" for p in files)
+    for text in outputs:
+        assert secret not in text
+    for path in files:
+        assert secret not in path.read_text(errors="replace"), path
+    commands = [r["command"] for r in read_ledger(ledger).records]
+    assert any("postgresql://postgres:***@" in " ".join(c) for c in commands)

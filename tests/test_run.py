@@ -35,7 +35,7 @@ def test_cli_run_prints_config_table_and_records(tmp_path):
     assert f"recorded run {record['run_id']}" in result.output
     for key in ("benchmark", "dataset", "cut", "plugin", "config", "config_hash", "seed",
                 "metrics", "timings", "peak_rss_mb", "parameters", "hardware", "software",
-                "git", "command", "started_at", "ended_at", "per_user", "curve", "epochs"):
+                "code", "command", "started_at", "ended_at", "per_user", "curve", "epochs"):
         assert key in record, key
     assert record["plugin"]["distribution"] == "m6bench"
     assert record["benchmark"]["name"] == "synthetic"

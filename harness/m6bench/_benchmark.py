@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import warnings
 from collections.abc import Mapping
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6bench._dataset import Dataset
+from m6bench._dataset import Dataset, content_fingerprint
 from m6bench._model import TrainSet
 from m6bench._plugins import Catalog
 from m6bench._protocols import Split, deduplicate, domain_index, kcore, load_or_cut
@@ -64,6 +66,7 @@ class PreparedBenchmark:
     candidates_valid: torch.Tensor | None
     candidates_test: torch.Tensor | None
     timings: dict[str, float] = field(default_factory=dict)
+    version: str = ""  # the benchmark's version: see benchmark_version
 
     @property
     def device(self) -> torch.device:
@@ -72,7 +75,7 @@ class PreparedBenchmark:
     def describe(self) -> dict[str, Any]:
         return {
             "benchmark": self.spec.name,
-            "version": self.spec.version,
+            "version": self.version,
             "dataset": self.dataset.name,
             "dataset_fingerprint": self.dataset.fingerprint,
             "protocol": self.spec.protocol,
@@ -98,6 +101,84 @@ def item_text(dataset: Dataset) -> list[str] | None:
     return joined.str.strip(" |").tolist()
 
 
+# ----------------------------------------------------------------------------- versions
+def data_identity(dataset: Dataset) -> dict[str, Any]:
+    """What a version takes from the loaded data: its content fingerprint and feature kinds.
+
+    Nothing here names a file, a folder, a loader or a download: the same content loaded
+    through any route has the same identity.
+    """
+    return {"fingerprint": dataset.fingerprint or content_fingerprint(dataset),
+            "user_feature_kinds": dict(dataset.user_feature_kinds),
+            "item_feature_kinds": dict(dataset.item_feature_kinds)}
+
+
+def _identity_of_cached(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`data_identity` of a cached dataset, from its cache entry's ``meta.json``."""
+    return {"fingerprint": meta["fingerprint"],
+            "user_feature_kinds": dict(meta.get("user_feature_kinds") or {}),
+            "item_feature_kinds": dict(meta.get("item_feature_kinds") or {})}
+
+
+def version_of(catalog: Catalog, spec: BenchmarkSpec, identity: Mapping[str, Any]) -> str:
+    """sha256 (12 hex digits) of the contract (protocol options merged over the protocol's
+    defaults) and the loaded data's :func:`data_identity`."""
+    contract = spec.contract()
+    protocol = catalog.protocols.get(spec.protocol)
+    contract["protocol_options"] = {**protocol.defaults, **spec.protocol_options}
+    blob = json.dumps({"contract": contract, "data": dict(identity)}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def benchmark_version(
+    catalog: Catalog,
+    spec: BenchmarkSpec,
+    *,
+    dataset_options: Mapping[str, Any] | None = None,
+    context: LoadContext | None = None,
+) -> str:
+    """The version of ``spec``: a hash of its contract and of the content of its data.
+
+    The same data gives the same version whichever route loaded it (an archive at any path,
+    a download, the RecBole copy under ``M6BENCH_DATA_DIR``, a CSV or the equivalent
+    Parquet or RecBole folder); dataset options change the version exactly when they change
+    the loaded content (generator sizes, the duplicates policy where there are duplicates).
+    ``dataset_options`` are merged over the spec's, as :func:`prepare_benchmark` does.
+    The data is loaded through the on-disk cache; on a cache hit only the entry's
+    ``meta.json`` is read.  Raises :class:`~m6bench.errors.DatasetError` for data that
+    cannot be loaded.
+    """
+    from m6bench._loading import cached_dataset_meta, default_context, load_dataset
+
+    context = context or default_context()
+    options = {**spec.dataset_options, **(dataset_options or {})}
+    meta = cached_dataset_meta(catalog, spec.dataset, options, context)
+    if meta is not None and meta.get("fingerprint"):
+        identity = _identity_of_cached(meta)
+    else:
+        identity = data_identity(load_dataset(catalog, spec.dataset, options, context))
+    return version_of(catalog, spec, identity)
+
+
+def cached_benchmark_version(
+    catalog: Catalog, spec: BenchmarkSpec, *, context: LoadContext | None = None
+) -> str | None:
+    """The version when the benchmark's data is in the on-disk cache, else None.
+
+    Loads nothing and never raises for missing data: for listings.
+    """
+    from m6bench._loading import cached_dataset_meta
+
+    try:
+        meta = cached_dataset_meta(catalog, spec.dataset, spec.dataset_options, context)
+        if meta is None or not meta.get("fingerprint"):
+            return None
+        return version_of(catalog, spec, _identity_of_cached(meta))
+    except Exception:  # a listing shows '-' for data it cannot find, whatever the loader says
+        return None
+
+
 def prepare_benchmark(
     catalog: Catalog,
     spec: BenchmarkSpec,
@@ -116,13 +197,14 @@ def prepare_benchmark(
     started = time.perf_counter()
     options = {**spec.dataset_options, **(dataset_options or {})}
     dataset = load_dataset(catalog, spec.dataset, options, context)
+    version = version_of(catalog, spec, data_identity(dataset))
     if spec.rating_threshold is not None:
         if dataset.ratings is None:
             raise ProtocolError(
                 f"Benchmark {spec.name!r} keeps ratings >= {spec.rating_threshold}, but "
                 f"dataset {dataset.name!r} has no ratings; drop rating_threshold."
             )
-        from m6bench._protocols import select_rows
+        from m6bench._dataset import select_rows
 
         dataset = select_rows(dataset, np.flatnonzero(dataset.ratings >= spec.rating_threshold),
                               suffix=f"-r{spec.rating_threshold:g}")
@@ -135,7 +217,8 @@ def prepare_benchmark(
     split = load_or_cut(dataset, spec.protocol, protocol.cut, seed, protocol_options,
                         context.cache_dir)
     timings["cut"] = time.perf_counter() - started
-    return _to_device(catalog, spec, dataset, split, seed=seed, device=device, timings=timings)
+    return _to_device(catalog, spec, dataset, split, seed=seed, device=device, timings=timings,
+                      version=version)
 
 
 def _to_device(
@@ -147,6 +230,7 @@ def _to_device(
     seed: int,
     device: torch.device,
     timings: dict[str, float],
+    version: str = "",
 ) -> PreparedBenchmark:
     n_users, n_items = dataset.n_users, dataset.n_items
 
@@ -213,6 +297,7 @@ def _to_device(
         candidates_valid=candidates_valid,
         candidates_test=candidates_test,
         timings=timings,
+        version=version,
     )
 
 

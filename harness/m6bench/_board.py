@@ -1,14 +1,18 @@
 """Run a board: every benchmark x model of a board file, tuned and finalised, idempotently.
 
 For each row the ledger is checked first: when ok final runs already exist for the same
-benchmark version, plugin version, budget and fixed config keys, with every seed the board
-asks for, the row is skipped.  Otherwise the row's sweep runs (an Optuna study named after
-the row, so a killed board resumes where it stopped, and finals skip recorded seeds).  A
+benchmark version, plugin, budget and fixed config keys, made by the installed code (the
+harness's and the plugin's source hashes), with every seed the board asks for, the row is
+skipped.  A row whose finals were made by other code is run again (``keep_stale`` keeps
+them instead), in a study of its own, so the board follows the code.  Otherwise the row's
+sweep runs (an Optuna study named after the row, so a killed board resumes where it
+stopped, and finals skip recorded seeds).  A
 row that fails is reported and recorded, and the board goes on with the next row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -20,11 +24,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from m6bench._benchmark import benchmark_version as version_of_benchmark
 from m6bench._plugins import Catalog, load_catalog
+from m6bench._provenance import harness_identity
 from m6bench._run import default_ledger
 from m6bench._sweep import SweepSpec, sweep
 from m6bench.errors import ConfigError, M6BenchError, PluginError
-from m6bench_leaderboard import SCHEMA_VERSION, append_record, read_records
+from m6bench_leaderboard import SCHEMA_VERSION, append_record, code_key, read_records
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, load_board
 
 STATUSES = ("skipped", "done", "incomplete", "failed", "pending")
@@ -87,28 +93,40 @@ def check_names(board: BoardSpec, catalog: Catalog) -> None:
                               "See `m6bench models`.") from exc
 
 
+def installed_code(catalog: Catalog, plugin: str) -> tuple[str | None, str | None]:
+    """(harness, plugin) source hashes of the installed code, as :func:`code_key` reads
+    them from a record."""
+    info = catalog.plugins.get(plugin)
+    return (harness_identity()["sha256"], info.code()["sha256"] if info else None)
+
+
 def study_name(entry: BoardModel, benchmark: str, benchmark_version: str,
-               plugin_version: str) -> str:
-    """The row's Optuna study: the sweep's name plus the plugin version and fixed keys."""
+               plugin_version: str, code: tuple[str | None, str | None] = (None, None)) -> str:
+    """The row's Optuna study: the sweep's name plus the plugin's version and code, and the
+    fixed keys (a study's trials all ran on one code)."""
     spec = SweepSpec(plugin=entry.plugin, model=entry.model, benchmark=benchmark,
                      trials=entry.budget.trials, timeout=entry.budget.timeout_s)
     name = f"{spec.study_name(benchmark_version)}:v{plugin_version}"
+    if any(code):
+        name += "-" + hashlib.sha256(repr(code).encode()).hexdigest()[:8]
     if entry.overrides:
         name += f":set-{entry.overrides_hash()}"
     return name
 
 
 def recorded_seeds(records: Iterable[Mapping[str, Any]], entry: BoardModel, benchmark: str,
-                   benchmark_version: str, plugin_version: str) -> set[int]:
-    """Seeds of ok finals that already satisfy the row: same versions, budget and keys."""
+                   benchmark_version: str,
+                   code: tuple[str | None, str | None] | None = None) -> set[int]:
+    """Seeds of ok finals that already satisfy the row: same benchmark version, budget and
+    keys, made by ``code`` (harness and plugin source hashes; None accepts any code)."""
     seeds = set()
     for record in records:
         if record.get("kind") != "final" or record.get("status") != "ok":
             continue
         bench, plugin = record.get("benchmark") or {}, record.get("plugin") or {}
         if (bench.get("name") != benchmark or bench.get("version") != benchmark_version
-                or plugin.get("name") != entry.plugin or plugin.get("version") != plugin_version
-                or record.get("model") != entry.model):
+                or plugin.get("name") != entry.plugin or record.get("model") != entry.model
+                or (code is not None and code_key(record) != code)):
             continue
         budget = (record.get("sweep") or {}).get("budget") or {}
         if (budget.get("trials") != entry.budget.trials
@@ -147,6 +165,7 @@ def _record_failure(ledger: Path, board: BoardSpec, entry: BoardModel, benchmark
         "plugin": {"name": entry.plugin,
                    "distribution": info.distribution if info else None,
                    "version": info.version if info else None},
+        "code": {"harness": harness_identity(), "plugin": info.code() if info else None},
         "model": entry.model,
         "config": dict(entry.overrides),
         "seed": 0,
@@ -168,6 +187,7 @@ def run_board(
     device: str = "auto",
     storage: str | None = None,
     dry_run: bool = False,
+    keep_stale: bool = False,
     benchmarks: Iterable[str] = (),
     catalog: Catalog | None = None,
     report: Callable[[str], None] = lambda line: None,
@@ -176,23 +196,31 @@ def run_board(
 
     ``benchmarks`` restricts the run to those benchmarks' rows, so that several processes
     (or machines sharing the ledger and ``storage``) can each take a part of the board.
+    A row whose recorded finals were made by other code than the installed harness and
+    plugin runs again, unless ``keep_stale``.
     """
     board = _board(board)
     catalog = catalog or load_catalog()
     check_names(board, catalog)
     rows = board_rows(board, benchmarks)
+    # a version hashes the loaded data: load each benchmark's data once, before any row runs,
+    # so data that cannot be loaded stops the board before anything is recorded
+    versions = {name: version_of_benchmark(catalog, catalog.benchmarks.get(name))
+                for name in dict.fromkeys(name for name, _ in rows)}
     ledger_path = Path(ledger) if ledger else default_ledger()
     results = []
     for position, (benchmark, entry) in enumerate(rows, start=1):
         started = time.perf_counter()
         label = f"[{position}/{len(rows)}] {benchmark} x {entry.label}"
         seeds = entry.budget.seeds
-        benchmark_version = catalog.benchmarks.get(benchmark).version
+        benchmark_version = versions[benchmark]
         info = catalog.plugins.get(entry.plugin)
         plugin_version = info.version if info else "?"
-        study = study_name(entry, benchmark, benchmark_version, plugin_version)
-        done = recorded_seeds(read_records(ledger_path).records, entry, benchmark,
-                              benchmark_version, plugin_version)
+        code = installed_code(catalog, entry.plugin)
+        study = study_name(entry, benchmark, benchmark_version, plugin_version, code)
+        records = read_records(ledger_path).records
+        done = recorded_seeds(records, entry, benchmark, benchmark_version,
+                              None if keep_stale else code)
         result = BoardRowResult(benchmark, entry.plugin, entry.model, "skipped",
                                 len(done & set(range(seeds))), seeds, 0.0, study)
         if set(range(seeds)) <= done:
@@ -200,6 +228,11 @@ def run_board(
             report(f"{label}: skipped, {result.message}")
             results.append(result)
             continue
+        stale = recorded_seeds(records, entry, benchmark, benchmark_version) - done
+        if stale:
+            report(f"{label}: {len(stale)} recorded final seeds were made by other code than "
+                   "the installed harness and plugin; running the row again "
+                   "(--keep-stale keeps them)")
         if dry_run:
             result.status = "pending"
             result.message = (f"would run: {_trials_text(entry)}, "

@@ -14,6 +14,7 @@ import click
 from tabulate import tabulate
 
 from m6bench.errors import ConfigError
+from m6bench_leaderboard.redact import redact_text
 
 LEDGER_HELP = "Ledger file (default m6bench-runs/ledger.jsonl or $M6BENCH_LEDGER)."
 
@@ -35,10 +36,19 @@ def _load_board(path: str | None) -> Any:
         raise ConfigError(str(exc)) from exc
 
 
+def _installed_code() -> dict[str, tuple[str | None, str | None]]:
+    """Every loaded plugin's installed code as the leaderboard compares it with records."""
+    from m6bench._board import installed_code
+    from m6bench.cli import _catalog
+
+    catalog = _catalog()
+    return {name: installed_code(catalog, name) for name in catalog.plugins}
+
+
 def _reporter(quiet: bool) -> Any:
     if quiet:
         return lambda line: None
-    return lambda line: click.echo(line, err=True)
+    return lambda line: click.echo(redact_text(line), err=True)
 
 
 # ============================================================================== board
@@ -59,14 +69,19 @@ def board() -> None:
 @click.option("--benchmark", "benchmarks", multiple=True,
               help="Run only this benchmark's rows (repeatable): split a board across "
                    "processes or machines that share the ledger.")
+@click.option("--keep-stale", is_flag=True,
+              help="Keep rows whose finals were made by other code than the installed "
+                   "harness and plugin (default: run them again).")
 @click.option("--quiet", is_flag=True, help="No per-trial lines.")
 def board_run(file: str, ledger: str | None, device: str, storage: str | None, dry_run: bool,
-              allow_failures: bool, benchmarks: tuple[str, ...], quiet: bool) -> None:
+              allow_failures: bool, benchmarks: tuple[str, ...], keep_stale: bool,
+              quiet: bool) -> None:
     """Run what is missing of the board FILE; rows already recorded are skipped.
 
     Safe to re-run after a crash: sweeps resume and recorded final seeds are kept.  A row
-    that fails is reported and recorded, and the board goes on; the exit code is 1 when a
-    row failed or is incomplete (0 with --allow-failures).
+    recorded with other code than the installed harness or plugin (source hashes) runs
+    again.  A row that fails is reported and recorded, and the board goes on; the exit code
+    is 1 when a row failed or is incomplete (0 with --allow-failures).
     """
     from m6bench._board import board_rows, run_board
     from m6bench.cli import _catalog
@@ -76,7 +91,8 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
     click.echo(f"board {spec.name} ({spec.source}): {len(board_rows(spec, benchmarks))} rows, "
                f"ledger {ledger_path}")
     results = run_board(spec, ledger=ledger_path, device=device, storage=storage,
-                        dry_run=dry_run, benchmarks=benchmarks, catalog=_catalog(),
+                        dry_run=dry_run, keep_stale=keep_stale, benchmarks=benchmarks,
+                        catalog=_catalog(),
                         report=_reporter(quiet))
     rows = [[r.benchmark, f"{r.plugin}/{r.model}", r.status, f"{r.finals}/{r.seeds}",
              f"{r.seconds:.0f}", r.message[:90]] for r in results]
@@ -118,8 +134,15 @@ def leaderboard() -> None:
               help="Folder for the static site (new, empty, or a previous site).")
 @click.option("--board", "board_file", default=None, type=click.Path(dir_okay=False),
               help="A board file: show only its benchmarks and models, with its metrics.")
-def leaderboard_build(ledger: str | None, out: str, board_file: str | None) -> None:
-    """Build the static leaderboard site (HTML, inline SVG plots, results.json)."""
+@click.option("--only-current-code", is_flag=True,
+              help="Leave out every number made by other code than the installed harness "
+                   "and plugins (what CI publishes).")
+def leaderboard_build(ledger: str | None, out: str, board_file: str | None,
+                      only_current_code: bool) -> None:
+    """Build the static leaderboard site (HTML, inline SVG plots, results.json).
+
+    Rows made by older code than the newest recorded for their plugin are marked.
+    """
     from m6bench_leaderboard import SiteError, build_site
 
     ledger_path = _ledger(ledger)
@@ -127,7 +150,8 @@ def leaderboard_build(ledger: str | None, out: str, board_file: str | None) -> N
         raise ConfigError(f"Ledger {ledger_path} does not exist; pass --ledger PATH or run "
                           "`m6bench board run leaderboard/board.toml` first.")
     try:
-        report = build_site(ledger_path, out, board=_load_board(board_file))
+        report = build_site(ledger_path, out, board=_load_board(board_file),
+                            current_code=_installed_code() if only_current_code else None)
     except SiteError as exc:
         raise ConfigError(str(exc)) from exc
     for number, why in report.skipped[:5]:
@@ -145,15 +169,19 @@ def leaderboard_build(ledger: str | None, out: str, board_file: str | None) -> N
 @click.option("--benchmark", default=None, help="Only this benchmark.")
 @click.option("--format", "fmt", default="table", show_default=True,
               type=click.Choice(["table", "markdown", "json"]))
+@click.option("--only-current-code", is_flag=True,
+              help="Leave out every number made by other code than the installed harness "
+                   "and plugins.")
 def leaderboard_show(ledger: str | None, board_file: str | None, benchmark: str | None,
-                     fmt: str) -> None:
+                     fmt: str, only_current_code: bool) -> None:
     """Print the leaderboard as a terminal table, Markdown, or JSON."""
     from m6bench_leaderboard import build_leaderboard, read_records, render_leaderboard
 
     ledger_path = _ledger(ledger)
     loaded = read_records(ledger_path)
     data = build_leaderboard(loaded.records, _load_board(board_file), source=str(ledger_path),
-                             skipped=len(loaded.skipped))
+                             skipped=len(loaded.skipped),
+                             current_code=_installed_code() if only_current_code else None)
     click.echo(render_leaderboard(data, fmt, benchmark=benchmark))
 
 
@@ -172,18 +200,24 @@ def _value(value: float | None) -> str:
 @click.option("--device", default=None,
               help="Device of the reproduction (default: the record's, else the CPU).")
 @click.option("--no-record", is_flag=True, help="Do not append the reproduction to the ledger.")
+@click.option("--allow-code-change", is_flag=True,
+              help="Compare metrics even when the installed code differs from the record's.")
 def reproduce(run_id: str, ledger: str | None, tolerance: float | None, device: str | None,
-              no_record: bool) -> None:
+              no_record: bool, allow_code_change: bool) -> None:
     """Re-run the ledger record RUN_ID (benchmark, plugin, config, seed) and compare.
 
-    Prints recorded against reproduced metrics; exits 1 when one differs by more than the
-    tolerance.
+    Checks the code first, then prints recorded against reproduced metrics.  Exit codes:
+    0 every metric matches; 1 a metric differs beyond the tolerance (or the run failed);
+    2 bad input (unknown run, ledger or option); 3 the installed harness or plugin code
+    differs from the record's, so nothing is run (--allow-code-change runs and compares
+    anyway, and then exits 0 or 1 by the metrics, saying the code differed).
     """
     from m6bench._reproduce import reproduce as run_reproduce
     from m6bench.cli import _catalog
 
     result = run_reproduce(run_id, ledger=_ledger(ledger), tolerance=tolerance, device=device,
-                           record=not no_record, catalog=_catalog())
+                           record=not no_record, catalog=_catalog(),
+                           allow_code_change=allow_code_change)
     old, new = result.record, result.reproduction
     click.echo(f"run {old['run_id']}: {old['plugin'].get('name')}/{old['model']} on "
                f"{old['benchmark'].get('name')} (version {old['benchmark'].get('version')}), "
@@ -198,7 +232,9 @@ def reproduce(run_id: str, ledger: str | None, tolerance: float | None, device: 
                                        ""], tablefmt="github", disable_numparse=True))
     exact = "exact" if result.tolerance == 0 else f"tolerance {result.tolerance:g}"
     if result.ok:
-        click.echo(f"reproduced: all {len(rows)} metrics match ({exact}).")
+        other = " on other code than the record's (see the notes)" if result.code_changed \
+            else ""
+        click.echo(f"reproduced: all {len(rows)} metrics match ({exact}){other}.")
         return
     bad = result.mismatches
     click.secho(f"NOT reproduced: {len(bad)} of {len(rows)} metrics differ beyond the "

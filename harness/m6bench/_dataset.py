@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,11 @@ FEATURE_KINDS: tuple[str, ...] = (
 )
 
 INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "domain")
+# What a loader does with several interactions of one (user, item) pair (the dataset option
+# ``duplicates``): keep the latest by timestamp (ties: the later row), keep the earliest,
+# keep the latest with the ratings summed, or refuse the data.
+DUPLICATE_POLICIES = ("last", "first", "sum", "error")
+DEFAULT_DUPLICATES = "last"
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,7 +35,8 @@ class Dataset:
     of a side table has a kind in ``user_feature_kinds`` / ``item_feature_kinds``.
 
     Only entities that occur in the interactions are kept: full ranking is over the items
-    that have at least one interaction.
+    that have at least one interaction.  ``merged_duplicates`` counts the interaction rows
+    that the loader's ``duplicates`` policy merged into another row of the same (user, item).
     """
 
     name: str
@@ -48,6 +54,7 @@ class Dataset:
     item_feature_kinds: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
     source: str = ""
+    merged_duplicates: int = 0
 
     @property
     def n_users(self) -> int:
@@ -73,6 +80,8 @@ class Dataset:
             stats["domains"] = list(self.domain_names)
         if self.ratings is not None:
             stats["rating_mean"] = float(np.mean(self.ratings)) if n else float("nan")
+        if self.merged_duplicates:
+            stats["merged_duplicates"] = int(self.merged_duplicates)
         return stats
 
     # ------------------------------------------------------------------ construction
@@ -88,14 +97,20 @@ class Dataset:
         item_feature_kinds: dict[str, str] | None = None,
         source: str = "",
         fingerprint: str = "",
+        duplicates: str | None = None,
     ) -> Dataset:
         """Validate raw tables and map original ids to dense indices.
 
         ``interactions`` needs columns ``user`` and ``item`` and may have ``rating``,
         ``timestamp`` and ``domain``.  ``user_features`` is keyed by a ``user`` column and
         ``item_features`` by an ``item`` column.  ``source`` names the file(s) in errors.
+        Ratings and timestamps must be finite numbers.  ``duplicates`` (a loader passes its
+        ``duplicates`` option) merges several rows of one (user, item) by that policy (see
+        :func:`merge_duplicates`); None keeps every row, and a benchmark then keeps the
+        latest of each pair.
         """
         where = source or name
+        policy = None if duplicates is None else duplicate_policy(duplicates)
         missing = [c for c in ("user", "item") if c not in interactions.columns]
         if missing:
             raise DatasetError(
@@ -157,6 +172,8 @@ class Dataset:
             source=source,
             fingerprint=fingerprint,
         )
+        if policy is not None:
+            dataset = merge_duplicates(dataset, policy, where=where)
         if not fingerprint:
             object.__setattr__(dataset, "fingerprint", content_fingerprint(dataset))
         return dataset
@@ -171,13 +188,128 @@ def _numeric_column(
     bad = np.isnan(values)
     if bad.any() and not allow_nan:
         row = int(np.flatnonzero(bad)[0])
-        raw = frame[column].iloc[row]
+        raw = _shown(frame[column].iloc[row])
         raise DatasetError(
-            f"{where}: interaction row {row + 1} has {column} {raw!r}, which is not a number "
+            f"{where}: interaction row {row + 1} has {column} {raw}, which is not a number "
             f"({int(bad.sum())} such rows in all). Fix or drop those rows, or leave the "
             f"{column} column out if the data has none."
         )
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(np.flatnonzero(infinite)[0])
+        raw = _shown(frame[column].iloc[row])
+        raise DatasetError(
+            f"{where}: interaction row {row + 1} has {column} {raw}, which is not a finite "
+            f"number ({int(infinite.sum())} such rows in all). Fix or drop those rows: an "
+            f"infinite {column} makes every mean, loss or ordering computed from it meaningless."
+        )
     return values.astype(dtype)
+
+
+def _shown(raw: Any) -> str:
+    """A cell as the user wrote it: 'great', 'inf' (not np.float64(inf))."""
+    if isinstance(raw, np.generic):
+        raw = raw.item()
+    return repr(str(raw)) if isinstance(raw, float) else repr(raw)
+
+
+# ----------------------------------------------------------------------------- row selection
+def select_rows(dataset: Dataset, rows: np.ndarray, *, suffix: str) -> Dataset:
+    """A dataset with only ``rows`` of the interactions; entities are re-indexed densely."""
+    rows = np.asarray(rows, dtype=np.int64)
+    users_kept, users = np.unique(dataset.users[rows], return_inverse=True)
+    items_kept, items = np.unique(dataset.items[rows], return_inverse=True)
+
+    def take(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else array[rows]
+
+    def table(frame: Any, kept: np.ndarray) -> Any:
+        return None if frame is None else frame.iloc[kept].reset_index(drop=True)
+
+    subset = replace(
+        dataset,
+        users=users.astype(np.int64),
+        items=items.astype(np.int64),
+        user_ids=dataset.user_ids[users_kept],
+        item_ids=dataset.item_ids[items_kept],
+        ratings=take(dataset.ratings),
+        timestamps=take(dataset.timestamps),
+        domains=take(dataset.domains),
+        user_features=table(dataset.user_features, users_kept),
+        item_features=table(dataset.item_features, items_kept),
+        name=f"{dataset.name}{suffix}",
+    )
+    return replace(subset, fingerprint=content_fingerprint(subset))
+
+
+# ----------------------------------------------------------------------------- duplicates
+def duplicate_policy(value: Any) -> str:
+    """The ``duplicates`` option checked: one of :data:`DUPLICATE_POLICIES`."""
+    policy = DEFAULT_DUPLICATES if value is None else str(value).strip().lower()
+    if policy not in DUPLICATE_POLICIES:
+        raise DatasetError(
+            f"Dataset option duplicates={value!r} is not a duplicates policy; use one of "
+            f"{', '.join(DUPLICATE_POLICIES)} (e.g. --dataset-opt duplicates=last, the default)."
+        )
+    return policy
+
+
+def merge_duplicates(dataset: Dataset, policy: str = DEFAULT_DUPLICATES, *,
+                     where: str = "") -> Dataset:
+    """One interaction per (user, item), by ``policy``.
+
+    ``last`` keeps the latest interaction by timestamp (the later row on a tie, or without
+    timestamps); ``first`` keeps the earliest; ``sum`` keeps the latest with its rating
+    replaced by the sum of the pair's ratings (so its timestamp is the latest one);
+    ``error`` raises :class:`DatasetError` naming the count and an example pair.  Kept rows
+    stay in their original order; ``merged_duplicates`` grows by the rows merged away.
+    """
+    policy = duplicate_policy(policy)
+    where = where or dataset.source or dataset.name
+    n = dataset.n_interactions
+    keys = dataset.users * max(1, dataset.n_items) + dataset.items
+    order = np.arange(n)
+    if dataset.timestamps is not None:
+        order = np.lexsort((order, dataset.timestamps))  # time order, ties by row
+    ordered_keys = keys[order]
+    distinct, first_in_time = np.unique(ordered_keys, return_index=True)
+    merged = n - len(distinct)
+    if merged == 0:
+        return dataset
+    if policy == "error":
+        group = np.searchsorted(distinct, keys)
+        row = int(np.flatnonzero(np.bincount(group)[group] > 1)[0])  # first repeated pair
+        pair_rows = np.flatnonzero(keys == keys[row])
+        raise DatasetError(
+            f"{where}: {merged} interaction rows repeat a (user, item) pair of another row, "
+            f"e.g. (user {str(dataset.user_ids[dataset.users[row]])!r}, item "
+            f"{str(dataset.item_ids[dataset.items[row]])!r}) at rows "
+            f"{', '.join(str(int(r) + 1) for r in pair_rows[:5])}. Remove the repeated rows, "
+            "or choose how to merge them with --dataset-opt duplicates=last (keep the latest), "
+            "first (keep the earliest) or sum (add the ratings up)."
+        )
+    if policy == "sum" and dataset.ratings is None:
+        raise DatasetError(
+            f"{where}: duplicates=sum adds up the ratings of a repeated (user, item) pair, but "
+            "the interactions have no rating column. Use --dataset-opt duplicates=last or "
+            "duplicates=first."
+        )
+    if policy == "first":
+        keep = order[first_in_time]
+    else:
+        _, last_from_end = np.unique(ordered_keys[::-1], return_index=True)
+        keep = order[::-1][last_from_end]
+    keep = np.sort(keep)
+    merged_dataset = select_rows(dataset, keep, suffix="")
+    if policy == "sum":
+        group = np.searchsorted(distinct, keys)  # each row's pair, in the order of `distinct`
+        sums = np.bincount(group, weights=dataset.ratings.astype(np.float64),
+                           minlength=len(distinct))
+        ratings = sums[group[keep]].astype(dataset.ratings.dtype)
+        merged_dataset = replace(merged_dataset, ratings=ratings)
+        merged_dataset = replace(merged_dataset,
+                                 fingerprint=content_fingerprint(merged_dataset))
+    return replace(merged_dataset, merged_duplicates=dataset.merged_duplicates + merged)
 
 
 def _align_side_table(

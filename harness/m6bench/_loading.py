@@ -12,6 +12,7 @@ ignored and rebuilt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -28,14 +29,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from m6bench._dataset import Dataset
+from m6bench._dataset import Dataset, content_fingerprint
 from m6bench._specs import DatasetSpec, LoadContext
 from m6bench.errors import ConfigError, DatasetError, did_you_mean
 
 DATA_DIR_ENV = "M6BENCH_DATA_DIR"
 CACHE_DIR_ENV = "M6BENCH_CACHE_DIR"
 OFFLINE_ENV = "M6BENCH_OFFLINE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: merged_duplicates in meta.json
 ID_COLUMN = "__id__"  # the entity id column of a cached side table (features keep their names)
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".parquet": "csv", ".pq": "csv",
                   ".inter": "recbole"}
@@ -196,15 +197,52 @@ def load_dataset(
     context = context or default_context()
     spec, merged = resolve_dataset(catalog, name_or_path, options)
     if spec.fingerprint is None:
-        return spec.load(merged, context)
-    key = cache_key(spec.name, merged, spec.fingerprint(merged, context))
-    entry = Path(context.cache_dir) / "datasets" / key
+        return _fingerprinted(spec.load(merged, context))
+    entry = _cache_entry(spec, merged, context)
     cached = read_cached_dataset(entry)
     if cached is not None:
         return cached
-    dataset = spec.load(merged, context)
+    dataset = _fingerprinted(spec.load(merged, context))
     write_cached_dataset(entry, dataset)
     return dataset
+
+
+def _fingerprinted(dataset: Dataset) -> Dataset:
+    """A loader that built its Dataset directly may leave the fingerprint empty: fill it."""
+    if dataset.fingerprint:
+        return dataset
+    return dataclasses.replace(dataset, fingerprint=content_fingerprint(dataset))
+
+
+def _cache_entry(spec: DatasetSpec, merged: Mapping[str, Any], context: LoadContext) -> Path:
+    key = cache_key(spec.name, merged, spec.fingerprint(merged, context))
+    return Path(context.cache_dir) / "datasets" / key
+
+
+def cached_dataset_meta(
+    catalog: Any,
+    name_or_path: str,
+    options: Mapping[str, Any] | None = None,
+    context: LoadContext | None = None,
+) -> dict[str, Any] | None:
+    """The ``meta.json`` of the dataset's complete cache entry, or None, reading no data.
+
+    It holds the content ``fingerprint`` and the feature kinds, which is all a benchmark's
+    version needs.  Resolving the loader and computing its source fingerprint may raise
+    :class:`DatasetError` (e.g. the data is not there).
+    """
+    context = context or default_context()
+    spec, merged = resolve_dataset(catalog, name_or_path, options)
+    if spec.fingerprint is None:
+        return None
+    meta_path = _cache_entry(spec, merged, context) / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        return None
+    return meta
 
 
 def cache_key(loader: str, options: Mapping[str, Any], source_fingerprint: str) -> str:
@@ -303,6 +341,7 @@ def _write_entry(folder: Path, dataset: Dataset) -> None:
         "has_item_features": dataset.item_features is not None,
         "fingerprint": dataset.fingerprint,
         "source": dataset.source,
+        "merged_duplicates": dataset.merged_duplicates,
     }
     # meta.json last: its presence marks a complete entry.
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -376,4 +415,5 @@ def _read_entry(entry: Path, meta: dict[str, Any]) -> Dataset | None:
         item_feature_kinds=dict(meta["item_feature_kinds"]),
         fingerprint=meta["fingerprint"],
         source=meta["source"],
+        merged_duplicates=int(meta.get("merged_duplicates", 0)),
     )

@@ -154,7 +154,12 @@ class Recommender(torch.nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
-        """Train for one epoch (or fit completely); return named losses for the log."""
+        """Train for one epoch (or fit completely); return named losses for the log.
+
+        Report per-example means: a loss that is not finite, passes 1e10 in magnitude, or
+        passes 1000 times its first epoch's (or 1, when that is smaller) fails the run as
+        diverged (``m6bench._train.check_losses``).
+        """
 
     @abc.abstractmethod
     def score(self, users: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import sys
 import traceback
+import types
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import pluggy
 import torch
 
 from m6bench import hookspecs
+from m6bench._provenance import plugin_identity
 from m6bench._registry import Registry
 from m6bench._specs import BenchmarkSpec, ComponentSpec, DatasetSpec, ModelSpec, ProtocolSpec
 from m6bench.errors import ConfigError, PluginError, did_you_mean
@@ -51,10 +53,15 @@ class PluginInfo:
     version: str
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    package: str | None = None  # the top-level package its code lives in (hashed in records)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def code(self) -> dict[str, Any]:
+        """Its code identity (distribution, version, source hash) for a record."""
+        return plugin_identity(self.name, self.distribution, self.version, self.package)
 
 
 class PluginFailureWarning(UserWarning):
@@ -205,7 +212,7 @@ def load_catalog(
 
     for module_name in BUILTIN_MODULES:
         module = __import__(module_name, fromlist=["_"])
-        info = PluginInfo(module_name, "m6bench", core_version)
+        info = PluginInfo(module_name, "m6bench", core_version, package="m6bench")
         _register(pm, catalog, module, info)
         catalog.plugins[info.name] = info
 
@@ -216,7 +223,8 @@ def load_catalog(
             if ep.name in disabled or ep.name in catalog.plugins:
                 continue
             dist = ep.dist.name if ep.dist else "unknown"
-            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "unknown")
+            info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "unknown",
+                              package=_top_package(ep.value.split(":")[0]))
             catalog.plugins[ep.name] = info
             try:
                 module = ep.load()
@@ -229,9 +237,10 @@ def load_catalog(
             _register(pm, catalog, module, info)
 
     for name, plugin in plugins:
-        module_name = getattr(plugin, "__name__", "")
+        module_name = (plugin.__name__ if isinstance(plugin, types.ModuleType)
+                       else type(plugin).__module__)
         dist, version = _distribution_of(module_name)
-        info = PluginInfo(name, dist, version)
+        info = PluginInfo(name, dist, version, package=_top_package(module_name))
         catalog.plugins[name] = info
         _register(pm, catalog, plugin, info)
 
@@ -272,6 +281,10 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _top_package(module_name: str) -> str | None:
+    return module_name.split(".")[0] or None
 
 
 def _distribution_of(module_name: str) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from m6bench._dataset import Dataset
+from m6bench._dataset import Dataset, merge_duplicates, select_rows
 from m6bench.errors import ProtocolError
 
 
@@ -39,48 +39,13 @@ class Split:
 
 
 # ----------------------------------------------------------------------------- helpers
-def select_rows(dataset: Dataset, rows: np.ndarray, *, suffix: str) -> Dataset:
-    """A dataset with only ``rows`` of the interactions; entities are re-indexed densely."""
-    rows = np.asarray(rows, dtype=np.int64)
-    users_kept, users = np.unique(dataset.users[rows], return_inverse=True)
-    items_kept, items = np.unique(dataset.items[rows], return_inverse=True)
-
-    def take(array: np.ndarray | None) -> np.ndarray | None:
-        return None if array is None else array[rows]
-
-    def table(frame: Any, kept: np.ndarray) -> Any:
-        return None if frame is None else frame.iloc[kept].reset_index(drop=True)
-
-    from m6bench._dataset import content_fingerprint
-
-    subset = replace(
-        dataset,
-        users=users.astype(np.int64),
-        items=items.astype(np.int64),
-        user_ids=dataset.user_ids[users_kept],
-        item_ids=dataset.item_ids[items_kept],
-        ratings=take(dataset.ratings),
-        timestamps=take(dataset.timestamps),
-        domains=take(dataset.domains),
-        user_features=table(dataset.user_features, users_kept),
-        item_features=table(dataset.item_features, items_kept),
-        name=f"{dataset.name}{suffix}",
-    )
-    return replace(subset, fingerprint=content_fingerprint(subset))
-
-
 def deduplicate(dataset: Dataset) -> Dataset:
-    """Keep one interaction per (user, item): the latest by timestamp, else the last row."""
-    order = np.arange(dataset.n_interactions)
-    if dataset.timestamps is not None:
-        order = np.lexsort((order, dataset.timestamps))
-    keys = dataset.users[order] * dataset.n_items + dataset.items[order]
-    # last occurrence in time order wins
-    _, first_from_end = np.unique(keys[::-1], return_index=True)
-    keep = np.sort(order[::-1][first_from_end])
-    if len(keep) == dataset.n_interactions:
-        return dataset
-    return select_rows(dataset, keep, suffix="")
+    """Keep one interaction per (user, item): the latest by timestamp, else the last row.
+
+    Loaders built on :meth:`Dataset.from_frames` already merged duplicates by their
+    ``duplicates`` option; this is for datasets built otherwise (a no-op without duplicates).
+    """
+    return merge_duplicates(dataset, "last")
 
 
 def kcore(dataset: Dataset, k: int, max_rounds: int = 100) -> Dataset:
@@ -161,13 +126,28 @@ def _ratios(options: Mapping[str, Any]) -> tuple[float, float, float]:
 
 
 def _need_timestamps(dataset: Dataset, protocol: str) -> np.ndarray:
+    """The timestamps a time-based cut orders by: present, finite and not negative."""
     if dataset.timestamps is None:
         raise ProtocolError(
             f"The {protocol} protocol orders interactions by time, but dataset "
             f"{dataset.name!r} has no timestamp column. Use the 'random' protocol, or add "
             "timestamps to the data."
         )
-    return dataset.timestamps
+    timestamps = dataset.timestamps
+    bad = timestamps < 0
+    if np.issubdtype(timestamps.dtype, np.floating):
+        bad |= ~np.isfinite(timestamps)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ProtocolError(
+            f"{dataset.source or dataset.name}: {int(bad.sum())} of "
+            f"{dataset.n_interactions} interactions have a negative or non-finite timestamp "
+            f"(e.g. user {str(dataset.user_ids[dataset.users[row]])!r}, item "
+            f"{str(dataset.item_ids[dataset.items[row]])!r}: {timestamps[row]}), and the "
+            f"{protocol} protocol orders interactions by time. Fix the timestamps (Unix "
+            "seconds, or dates in a CSV) or drop those rows, or use the 'random' protocol."
+        )
+    return timestamps
 
 
 # ----------------------------------------------------------------------------- protocols
@@ -321,6 +301,25 @@ def validate_split(dataset: Dataset, split: Split, protocol: str) -> None:
                 f"Protocol {protocol!r}: a cold-start {side} has training interactions; "
                 f"cold {side}s must be absent from train."
             )
+    check_parts_not_empty(dataset, split, protocol)
+
+
+def check_parts_not_empty(dataset: Dataset, split: Split, protocol: str) -> None:
+    """Refuse a cut whose validation or test part is empty: nothing could be evaluated."""
+    empty = [name for name, rows in (("validation", split.valid), ("test", split.test))
+             if len(rows) == 0]
+    if not empty:
+        return
+    per_user = np.bincount(dataset.users, minlength=dataset.n_users)
+    raise ProtocolError(
+        f"{dataset.source or dataset.name}: protocol {protocol!r} left the "
+        f"{' and the '.join(empty)} part empty ({dataset.n_interactions} interactions, "
+        f"{dataset.n_users} users, at most {int(per_user.max(initial=0))} interactions per "
+        "user), so the run would have nothing to evaluate. Use data where users have "
+        "at least 3 interactions (the per-user random and loo cuts need 3 to fill train, "
+        "valid and test), give valid and test a share in the protocol's ratios, or choose "
+        "another protocol (--protocol)."
+    )
 
 
 def cut_fingerprint(dataset_fp: str, protocol: str, options: Mapping[str, Any], seed: int) -> str:
@@ -344,6 +343,7 @@ def load_or_cut(
             split = Split(**{k: saved[k] for k in
                              ("train", "valid", "test", "cold_users", "cold_items")},
                           protocol=protocol, fingerprint=fingerprint)
+        check_parts_not_empty(dataset, split, protocol)  # cuts cached by older releases
     else:
         split = cut(dataset, seed, options)
         split = replace(split, protocol=protocol, fingerprint=fingerprint)

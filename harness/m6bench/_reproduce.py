@@ -8,6 +8,8 @@ then :data:`GPU_TOLERANCE` (absolute, per metric).  ``--tolerance`` overrides bo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import sys
@@ -19,10 +21,12 @@ from typing import Any
 
 import torch
 
-from m6bench._plugins import Catalog, load_catalog
+from m6bench._benchmark import benchmark_version
+from m6bench._plugins import Catalog, PluginInfo, load_catalog
+from m6bench._provenance import harness_identity
 from m6bench._run import RunRequest, default_ledger, execute, plan_run, resolve_device
 from m6bench._specs import BenchmarkSpec
-from m6bench.errors import ConfigError
+from m6bench.errors import CodeChanged, ConfigError
 from m6bench_leaderboard import read_records
 
 GPU_TOLERANCE = 1e-3  # absolute, per metric, when either run is on a GPU
@@ -49,6 +53,7 @@ class ReproduceResult:
     comparisons: list[MetricComparison]
     notes: list[str] = field(default_factory=list)
     ledger: Path | None = None
+    code_changed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -96,12 +101,52 @@ def benchmark_of(record: Mapping[str, Any], catalog: Catalog) -> BenchmarkSpec:
                               "it was written by an incompatible m6bench.") from exc
     else:
         benchmark = catalog.benchmarks.get(str(bench.get("name")))
-    if bench.get("version") and benchmark.version != bench.get("version"):
-        raise ConfigError(
-            f"Benchmark {benchmark.name!r} hashes to version {benchmark.version} here, but the "
-            f"record was made on version {bench.get('version')}: the contract changed, so the "
-            "run cannot be reproduced exactly. Use the m6bench release that wrote the record.")
+    recorded = bench.get("version")
+    if recorded and recorded != _contract_only_version(benchmark):
+        here = benchmark_version(catalog, benchmark)  # loads the data (through the cache)
+        if here != recorded:
+            raise ConfigError(
+                f"Benchmark {benchmark.name!r} has version {here} here, but the record was "
+                f"made on version {recorded}: the data loaded here (its content) or the "
+                "contract (protocol and its defaults, tasks, metrics, filters, candidates) "
+                "differs, so the run cannot be reproduced exactly. Load the same data (the "
+                "record's dataset fingerprint is "
+                f"{(record.get('dataset') or {}).get('fingerprint')}), or use the m6bench "
+                "release that wrote the record.")
     return benchmark
+
+
+def _contract_only_version(spec: BenchmarkSpec) -> str:
+    """The version m6bench wrote before versions hashed the data: every field of the spec
+    but the description.  A record carrying it is checked by its contract alone."""
+    contract = spec.to_dict()
+    contract.pop("description")
+    blob = json.dumps(contract, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _short(identity: Mapping[str, Any]) -> str:
+    return (f"{identity.get('distribution')} {identity.get('version')} (package "
+            f"{identity.get('package')}, source {identity.get('sha256')})")
+
+
+def code_differences(record: Mapping[str, Any], info: PluginInfo) -> list[str]:
+    """How the installed harness and plugin differ from the code the record names.
+
+    Code is compared by source hash: a changed version string with the same source is no
+    difference, and a one-line change with the same version is one.
+    """
+    code = record.get("code")
+    if not isinstance(code, Mapping):
+        return ["the record names no code identity (it was written before m6bench recorded "
+                "one), so the code that made it cannot be checked"]
+    out = []
+    for part, installed in (("harness", harness_identity()), ("plugin", info.code())):
+        recorded = code.get(part) or {}
+        if recorded.get("sha256") != installed.get("sha256"):
+            out.append(f"{part} {_short(installed)} here, but the record was made with "
+                       f"{_short(recorded)}")
+    return out
 
 
 def _device(record: Mapping[str, Any], device: str | None) -> tuple[str, list[str]]:
@@ -141,11 +186,15 @@ def reproduce(
     device: str | None = None,
     record: bool = True,
     catalog: Catalog | None = None,
+    allow_code_change: bool = False,
 ) -> ReproduceResult:
     """Re-run the record ``run_id`` of ``ledger`` and compare every metric.
 
-    The reproduction is recorded in the same ledger (kind ``run``, with ``reproduces``
-    naming the original) unless ``record`` is false.
+    The code is checked first: when the installed harness or plugin is not the code the
+    record was made with, :class:`~m6bench.errors.CodeChanged` names each difference and
+    nothing runs, unless ``allow_code_change`` (then the differences are notes).  The
+    reproduction is recorded in the same ledger (kind ``run``, with ``reproduces`` naming
+    the original) unless ``record`` is false.
     """
     ledger_path = Path(ledger) if ledger else default_ledger()
     original = find_record(run_id, ledger_path)
@@ -156,6 +205,15 @@ def reproduce(
     notes: list[str] = []
     plugin = original["plugin"]
     info = catalog.plugin(str(plugin.get("name")))
+    changed = code_differences(original, info)
+    if changed and not allow_code_change:
+        raise CodeChanged(
+            f"Run {original['run_id']} was made with other code: " + "; ".join(changed)
+            + ". Its metrics would not say whether the record reproduces. Install the code "
+            "the record names (its git commit: "
+            f"{((original.get('code') or {}).get('harness') or {}).get('git')}), or pass "
+            "--allow-code-change to compare the metrics anyway.")
+    notes += [f"code differs: {difference}" for difference in changed]
     if plugin.get("version") and info.version != plugin.get("version"):
         notes.append(f"plugin {info.name} is version {info.version} here; the record was made "
                      f"with {plugin.get('version')}")
@@ -198,4 +256,4 @@ def reproduce(
             scratch.cleanup()
     return ReproduceResult(record=original, reproduction=new, tolerance=tolerance,
                            comparisons=compare(original, new, tolerance), notes=notes,
-                           ledger=ledger_path if record else None)
+                           ledger=ledger_path if record else None, code_changed=bool(changed))

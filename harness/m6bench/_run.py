@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from m6bench import _provenance
-from m6bench._benchmark import PreparedBenchmark, prepare_benchmark
+from m6bench._benchmark import PreparedBenchmark, benchmark_version, prepare_benchmark
 from m6bench._config import config_hash, read_config_file, resolve_config
 from m6bench._plugins import Catalog, load_catalog
 from m6bench._specs import BenchmarkSpec, ModelSpec
 from m6bench._train import TrainOutcome, train_model
 from m6bench.builtin.benchmarks import DEFAULT_BENCHMARK
 from m6bench.errors import ConfigError, LedgerError, M6BenchError, PluginError
-from m6bench_leaderboard import SCHEMA_VERSION, RecordError, append_record
+from m6bench_leaderboard import SCHEMA_VERSION, RecordError, append_record, redact
 
 LEDGER_ENV = "M6BENCH_LEDGER"
 DEFAULT_LEDGER = Path("m6bench-runs") / "ledger.jsonl"
@@ -147,7 +147,7 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
     benchmark, note = resolve_benchmark(catalog, benchmark=request.benchmark,
                                         dataset=request.dataset, protocol=request.protocol)
     if request.dataset_options:
-        # loader options change the data, so they are part of the pinned contract (version)
+        # loader options that change the data change the version (through the content)
         benchmark = replace(benchmark, dataset_options={**benchmark.dataset_options,
                                                         **request.dataset_options})
     if model_spec.protocols is not None and benchmark.protocol not in model_spec.protocols:
@@ -166,8 +166,17 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
     )
 
 
+def prepare(plan: RunPlan) -> PreparedBenchmark:
+    """The plan's benchmark loaded, cut and on its device (its version known): what
+    :func:`execute` runs on; bad data raises here, before anything is recorded."""
+    return prepare_benchmark(plan.catalog, plan.benchmark, seed=plan.request.seed,
+                             device=plan.device, dataset_options=plan.request.dataset_options)
+
+
 class RunFailed(M6BenchError):
     """A run started and failed; its record (status failed) is in the ledger."""
+
+    exit_code = 1
 
     def __init__(self, message: str, record: dict[str, Any]) -> None:
         super().__init__(message)
@@ -201,8 +210,8 @@ def execute(
         "error": None,
         "kind": request.kind,
         "sweep_id": request.sweep_id,
-        "benchmark": {"name": plan.benchmark.name, "version": plan.benchmark.version,
-                      "spec": plan.benchmark.to_dict()},
+        "benchmark": {"name": plan.benchmark.name, "version": None,  # from the data, below
+                      "spec": redact(plan.benchmark.to_dict())},
         "plugin": {"name": info.name, "distribution": info.distribution,
                    "version": info.version},
         "model": plan.model_name,
@@ -211,7 +220,8 @@ def execute(
         "seed": int(request.seed),
         "device": str(plan.device),
         "metrics": {},
-        "command": list(request.command if request.command is not None else sys.argv),
+        "code": _provenance.code_identity(info.code()),
+        "command": redact(list(request.command if request.command is not None else sys.argv)),
         "started_at": started_at.isoformat(),
         **dict(extra or {}),
     }
@@ -222,8 +232,9 @@ def execute(
         torch.cuda.reset_peak_memory_stats(plan.device)
     if bench is None:
         # bad data is the user's input, not a run failure: it raises before anything is recorded
-        bench = prepare_benchmark(plan.catalog, plan.benchmark, seed=request.seed,
-                                  device=plan.device, dataset_options=request.dataset_options)
+        bench = prepare(plan)
+    record["benchmark"]["version"] = bench.version or benchmark_version(
+        plan.catalog, plan.benchmark, dataset_options=request.dataset_options)
     try:
         record["dataset"] = {"name": bench.dataset.name, "fingerprint": bench.dataset.fingerprint,
                              "statistics": bench.dataset.statistics()}
@@ -278,7 +289,6 @@ def _finish(record: dict[str, Any], plan: RunPlan, bench: PreparedBenchmark | No
         peak_gpu_mb=_provenance.peak_gpu_mb(plan.device),
         hardware=_provenance.hardware(),
         software=_provenance.software(plan.catalog.plugins[plan.plugin_name].distribution),
-        git=_provenance.git_state(),
         ended_at=datetime.now(timezone.utc).isoformat(),
     )
     plan.catalog.hook.m6bench_run_end(record=record)

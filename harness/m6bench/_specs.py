@@ -27,6 +27,10 @@ class DatasetSpec:
     user's ``--dataset-opt key=value`` pairs merged over ``defaults``.  ``fingerprint``
     (optional) returns a cheap key of the source (file hashes, generator parameters) so
     the harness can serve the Arrow cache without parsing; without it nothing is cached.
+    A loader that reads interactions takes the option ``duplicates`` (default ``"last"``;
+    ``first``, ``sum``, ``error``) and passes it to ``Dataset.from_frames(duplicates=...)``.
+    Options only change a benchmark's version through the content they load, so a path or
+    a download flag never does.
     """
 
     name: str
@@ -95,11 +99,22 @@ class ModelSpec:
     components: tuple[str, ...] = ()
 
 
+# The fields of a benchmark that pin how it is cut and scored (everything but its name, its
+# description and where its data comes from): with the loaded data, they make the version.
+CONTRACT_FIELDS = ("protocol", "protocol_options", "tasks", "ks", "valid_metric",
+                   "rating_threshold", "kcore", "candidates")
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     """A pinned contract: dataset + protocol + tasks + metrics + candidate set.
 
-    Its :attr:`version` hashes every field, so changing any part makes a new benchmark.
+    A benchmark's version identifies what it measures: it hashes the content of the loaded
+    data (its content fingerprint and feature kinds) and the contract fields (protocol and
+    its options, tasks, ks, valid metric, rating threshold, k-core, candidates), never a
+    path or the route that loaded the data.  It needs the data, so it is not a property of
+    the spec: see ``m6bench._benchmark.benchmark_version``.  :attr:`contract_hash` hashes
+    the contract fields alone.
     """
 
     name: str
@@ -123,9 +138,19 @@ class BenchmarkSpec:
         data["ks"] = list(self.ks)
         return data
 
+    def contract(self) -> dict[str, Any]:
+        """The contract fields, normalised (lists, float threshold) so equal means equal."""
+        data = self.to_dict()
+        contract = {key: data[key] for key in CONTRACT_FIELDS}
+        contract["ks"] = [int(k) for k in self.ks]
+        contract["kcore"] = int(self.kcore)
+        if self.rating_threshold is not None:
+            contract["rating_threshold"] = float(self.rating_threshold)
+        return contract
+
     @property
-    def version(self) -> str:
-        contract = self.to_dict()
-        contract.pop("description")
-        blob = json.dumps(contract, sort_keys=True, default=str).encode()
+    def contract_hash(self) -> str:
+        """sha256 (12 hex digits) of :meth:`contract`: not the version, which hashes the data
+        too."""
+        blob = json.dumps(self.contract(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]

@@ -9,8 +9,11 @@ config is re-run on test with several seeds (kind ``final``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -25,6 +28,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from m6bench._benchmark import benchmark_version
 from m6bench._config import config_hash, resolve_config
 from m6bench._plugins import Catalog, load_catalog
 from m6bench._run import (
@@ -36,7 +40,7 @@ from m6bench._run import (
     plan_run,
 )
 from m6bench.errors import ConfigError, M6BenchError
-from m6bench_leaderboard import append_record, read_ledger
+from m6bench_leaderboard import append_record, read_ledger, redact_text
 
 # heartbeats and stale-trial retry are what resumption rests on; Optuna labels them experimental
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -54,6 +58,13 @@ DEFAULTS_ATTR = "m6bench_defaults"
 # The config keys a trial set (fixed ones and sampled ones): Optuna's params are the search
 # space's own names and values (a width from which a layer list is built), not config keys.
 OVERRIDES_ATTR = "m6bench_overrides"
+# A sampled config the study already evaluated (or is evaluating) is not run again: its trial
+# is failed with this attribute (no error attribute, so it does not count against the
+# budget, and it has no ledger record) and the sampler asked again.
+DUPLICATE_ATTR = "m6bench_duplicate"
+# Samples in a row that repeat an evaluated config before the space is taken as exhausted.
+MAX_DUPLICATES = 20
+SKIPPED_ATTR = "m6bench_skipped"
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,20 @@ class _HeartbeatFromTheStart(optuna.storages.RDBStorage):
         return changed
 
 
+def resumed_sampler_seed(seed: int, trials_in_study: int) -> int:
+    """The TPE seed of a process opening a study that already holds ``trials_in_study`` trials.
+
+    A fresh study samples with ``seed`` itself.  A resumed one must not replay the stream its
+    first process sampled (those configs are finished): its seed is derived from ``seed`` and
+    the study's size, so it differs from every earlier process's and is still deterministic
+    given the study's state.
+    """
+    if trials_in_study == 0:
+        return seed
+    digest = hashlib.sha256(f"m6bench-sampler:{seed}:{trials_in_study}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
     engine_kwargs: dict[str, Any] = {}
@@ -195,15 +220,32 @@ class _Interruption:
     Python raises ``KeyboardInterrupt`` in whatever code runs when the signal lands; inside
     a finaliser (the garbage collection Optuna runs after each trial) it is printed as
     "Exception ignored" and lost, and the sweep would run on to its budget.  So the handler
-    also sets a flag, which the objective checks at every epoch end and the optimiser after
-    every trial."""
+    also sets a flag, which the objective checks at its start and every epoch end and the
+    optimiser after every trial.
+
+    The handler raises only while the objective runs (:meth:`raising`).  Between trials
+    Optuna starts each trial's heartbeat thread; a ``KeyboardInterrupt`` raised inside that
+    start left the thread beating for good, and the process hung at exit with its trial
+    running.  There the flag alone stops the sweep, at the next trial's start."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.armed = False
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        raise KeyboardInterrupt
+        if self.armed:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def raising(self) -> Iterator[None]:
+        """Inside: SIGINT raises at once (and a flag set before raises on entry)."""
+        self.armed = True
+        try:
+            self.check()
+            yield
+        finally:
+            self.armed = False
 
     def check(self) -> None:
         if self.requested:
@@ -232,8 +274,21 @@ class _Objective:
         self.study_name = study_name
         self.report = report
         self.metric = plan.benchmark.valid_metric if "ranking" in plan.tasks else "rmse"
+        self.duplicates_in_a_row = 0
+        self.exhausted: str | None = None  # why the search space is taken as exhausted
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            with self.interruption.raising():
+                return self._trial(trial)
+        except M6BenchError as exc:
+            # an error of the trial's own (bad data, an unwritable ledger) counts as its
+            # failure; only a dead worker's or interrupted trial goes without this attribute
+            if ERROR_ATTR not in trial.user_attrs:
+                trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {exc}")
+            raise
+
+    def _trial(self, trial: optuna.Trial) -> float:
         self._check_budget(trial)
         if self.plan.model_spec.search_space is None or trial.user_attrs.get(DEFAULTS_ATTR):
             sampled: dict[str, Any] = {}
@@ -246,10 +301,11 @@ class _Objective:
         except ConfigError as exc:
             trial.set_user_attr(ERROR_ATTR, f"ConfigError: {exc}")
             raise
+        trial.set_user_attr("config", config)
+        self._check_duplicate(trial, config, sampled=bool(sampled))
         request = replace(self.plan.request, overrides=overrides, kind="trial",
                           sweep_id=self.study_name, seed=self.spec.trial_seed)
         plan = replace(self.plan, request=request, config=config)
-        trial.set_user_attr("config", config)
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
 
         def on_epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
@@ -275,6 +331,41 @@ class _Objective:
             raise M6BenchError(f"trial {trial.number} reported no validation {self.metric}")
         return float(value)
 
+    def _check_duplicate(self, trial: optuna.Trial, config: Mapping[str, Any], *,
+                         sampled: bool) -> None:
+        """Refuse a config the study already evaluated, or another trial is running.
+
+        Configs are compared resolved (what the run would train), against every trial that
+        counts as finished and every other running one.  A trial sets its config before it
+        reads the others', so of two workers sampling the same config at once at least one
+        gives way (both may; they then sample again).  The refused trial fails without an
+        error attribute: it takes no budget and writes no record.
+        """
+        digest = config_hash(dict(config))
+        for other in trial.study.get_trials(deepcopy=False):
+            if other.number == trial.number or "config" not in other.user_attrs:
+                continue
+            counted = (other.state in (TrialState.COMPLETE, TrialState.PRUNED,
+                                       TrialState.RUNNING)
+                       or (other.state == TrialState.FAIL and ERROR_ATTR in other.user_attrs))
+            if counted and config_hash(dict(other.user_attrs["config"])) == digest:
+                break
+        else:
+            self.duplicates_in_a_row = 0
+            return
+        reason = f"same config as trial {other.number} ({other.state.name.lower()})"
+        trial.set_user_attr(DUPLICATE_ATTR, reason)
+        self.duplicates_in_a_row += 1
+        if not sampled and not trial.user_attrs.get(DEFAULTS_ATTR):
+            self.exhausted = ("the model's search space sampled no parameter, so every trial "
+                              "would run the same config")
+        elif self.duplicates_in_a_row >= MAX_DUPLICATES:
+            self.exhausted = (f"{MAX_DUPLICATES} samples in a row repeated configs the study "
+                              "already evaluated")
+        if self.exhausted:
+            trial.study.stop()
+        raise _Duplicate(f"trial {trial.number}: {reason}")
+
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Give way when finished trials plus older running ones already fill the budget.
 
@@ -290,7 +381,7 @@ class _Objective:
         older_running = sum(1 for t in trials
                             if t.state == TrialState.RUNNING and t.number < trial.number)
         if _count_trials(trials)["finished"] + older_running >= self.spec.trials:
-            trial.set_user_attr("m6bench_skipped", "budget filled by other workers' trials")
+            trial.set_user_attr(SKIPPED_ATTR, "budget filled by other workers' trials")
             study.stop()
             raise _BudgetReached(f"trial {trial.number}: budget of {self.spec.trials} filled")
 
@@ -302,17 +393,51 @@ def _direction(plan: RunPlan) -> str:
     return "maximize" if "ranking" in plan.tasks else "minimize"
 
 
-def _progress_callback(report: Callable[[str], None], total: int | None):
+def _progress_callback(report: Callable[[str], None], total: int | None,
+                       report_failure: Callable[[str], None] | None = None):
+    """One line per trial; a failed trial's names its error (its traceback is in its record)."""
+    report_failure = report_failure or report
+
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        for attr in (DUPLICATE_ATTR, SKIPPED_ATTR):
+            if attr in trial.user_attrs:
+                report(f"trial {trial.number}: not run, {trial.user_attrs[attr]}")
+                return
         counts = finished_counts(study)
         try:
             best = f"{study.best_value:.4f}"
         except ValueError:
             best = "-"
+        tally = (f"best {best} | finished {counts['finished']}/{total or '-'} | pruned "
+                 f"{counts['pruned']} | failed {counts['failed']}")
+        if trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs:
+            error = str(trial.user_attrs[ERROR_ATTR]).strip().splitlines() or ["?"]
+            report_failure(f"trial {trial.number} failed: {error[0]} | {tally}")
+            return
         value = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
-        report(f"trial {trial.number}: {value} | best {best} | finished {counts['finished']}"
-               f"/{total or '-'} | pruned {counts['pruned']} | failed {counts['failed']}")
+        report(f"trial {trial.number}: {value} | {tally}")
     return callback
+
+
+# Optuna logs every failed trial as a warning with its traceback; the sweep reports each in one
+# line (the progress callback) and its run's record keeps the traceback.
+_OPTUNA_TRIAL_FAILED = re.compile(r"Trial \d+ failed with ")
+
+
+class _NoTrialFailureLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _OPTUNA_TRIAL_FAILED.match(record.getMessage())
+
+
+@contextlib.contextmanager
+def _quiet_trial_failures() -> Iterator[None]:
+    logger = logging.getLogger("optuna.study._optimize")
+    quiet = _NoTrialFailureLogs()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _budget_left(study: optuna.Study, spec: SweepSpec) -> tuple[int | None, float | None]:
@@ -338,22 +463,56 @@ class _StopAtBudget:
             study.stop()
 
 
+class SweepFailed(M6BenchError):
+    """A study ended with no complete trial: no best config, nothing to finalise."""
+
+    exit_code = 1  # like a failed run; bad input stays 2
+
+
+def check_complete(result: SweepResult, ledger: str | os.PathLike[str] | None) -> None:
+    """Raise :class:`SweepFailed` when ``result``'s study has no complete trial."""
+    counts = result.counts
+    if counts["complete"]:
+        return
+    failed = [t for t in result.study.get_trials(deepcopy=False)
+              if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs]
+    last = ""
+    if failed:
+        error = str(failed[-1].user_attrs[ERROR_ATTR]).strip().splitlines() or ["?"]
+        last = f" The last failure, trial {failed[-1].number}: {error[0]}."
+    raise SweepFailed(
+        f"Study {result.study_name} ended with no complete trial ({counts['failed']} "
+        f"failed, {counts['pruned']} pruned), so it has no best config and no final run."
+        f"{last} Each failed trial's error and traceback are in its record in the ledger "
+        f"{ledger_of(ledger)} (kind trial, sweep_id {result.study_name}). Fix the cause and "
+        "sweep again under a new --study NAME: re-running this command resumes this study, "
+        "whose failed trials count against its budget."
+    )
+
+
 class _BudgetReached(Exception):
     """Other workers' running trials already fill the budget: this trial is not run."""
 
 
+class _Duplicate(Exception):
+    """The trial's config was evaluated already in the study: it is not run again."""
+
+
 def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
-             report: Callable[[str], None]) -> None:
+             report: Callable[[str], None],
+             report_failure: Callable[[str], None] | None = None) -> None:
     """Run trials until the study's budget is used (shared with any other workers).
 
     Trials other workers are running count towards the budget, so the study ends with
     exactly the requested number of finished trials; while they run this worker waits, and
-    a dead worker's trial turns stale after the heartbeat grace period and is retried.
+    a dead worker's trial turns stale after the heartbeat grace period and is retried.  No
+    config is evaluated twice in a study: a repeated sample is refused and the sampler asked
+    again, and the sweep stops early when the search space looks exhausted.
     """
     interruption = _Interruption()
     objective = _Objective(spec, plan, study.study_name, report, interruption)
     waiting_reported = False
-    with interruption.installed():
+    with interruption.installed(), _quiet_trial_failures():
         for _ in range(MAX_ROUNDS):
             interruption.check()
             optuna.storages.fail_stale_trials(study)
@@ -374,12 +533,19 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
                 objective,
                 n_trials=None if trials_left is None else trials_left - running,
                 timeout=time_left,
-                catch=(M6BenchError, ConfigError, _BudgetReached),
-                callbacks=[_StopAtBudget(spec), _progress_callback(report, spec.trials),
+                catch=(M6BenchError, ConfigError, _BudgetReached, _Duplicate),
+                callbacks=[_StopAtBudget(spec),
+                           _progress_callback(report, spec.trials, report_failure),
                            lambda study, trial: interruption.check()],
                 gc_after_trial=True,
             )
             interruption.check()
+            if objective.exhausted:
+                counts = finished_counts(study)
+                report(f"the search space looks exhausted: {objective.exhausted}; the study "
+                       f"stops at {counts['finished']} finished trials"
+                       + (f" of its budget of {spec.trials}" if spec.trials else ""))
+                return
             if trials_left is None:
                 return  # a time budget: optimize ran until it was spent
 
@@ -393,10 +559,15 @@ def _open_study(spec: SweepSpec, plan: RunPlan, storage: str, study_name: str) -
         direction=_direction(plan),
         load_if_exists=True,
     )
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:  # resumed: sample a stream of its own, not the first process's again
+        study.sampler = optuna.samplers.TPESampler(
+            seed=resumed_sampler_seed(spec.sampler_seed, existing))
     attrs = {"plugin": spec.plugin, "model": spec.model, "benchmark": spec.benchmark,
              "trials": spec.trials, "timeout": spec.timeout, "pruner": spec.pruner,
              "sampler_seed": spec.sampler_seed, "trial_seed": spec.trial_seed,
-             "overrides": dict(spec.overrides), "benchmark_version": plan.benchmark.version,
+             "overrides": dict(spec.overrides),
+             "benchmark_version": benchmark_version(plan.catalog, plan.benchmark),
              "dataset": plan.request.dataset,
              "dataset_options": dict(plan.request.dataset_options),
              "metric": plan.benchmark.valid_metric if "ranking" in plan.tasks else "rmse"}
@@ -425,13 +596,17 @@ def sweep(
     ledger: str | os.PathLike[str] | None = None,
     catalog: Catalog | None = None,
     report: Callable[[str], None] = lambda line: None,
+    report_failure: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Tune ``plugin``'s model with Optuna under a budget, then re-run the best on test.
 
-    :param trials: finished trials the study should end with (complete, pruned or failed).
+    :param trials: finished trials the study should end with (complete, pruned or failed),
+        each a distinct config; fewer when the search space runs out of configs.
     :param timeout: wall seconds of trials the study may spend (over all resumptions).
     :param seeds: seeds of the final test runs of the best config (0 skips them).
     :param storage: an Optuna RDB URL; default a SQLite file beside the ledger.
+    :param report: gets a line per trial and event; ``report_failure`` (default ``report``)
+        the line of each failed trial: its number, error type and message.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if trials is None and timeout is None:
@@ -446,14 +621,14 @@ def sweep(
     spec = SweepSpec(plugin=plugin, model=plan.model_name, benchmark=plan.benchmark.name,
                      trials=trials, timeout=timeout, pruner=pruner, sampler_seed=sampler_seed,
                      overrides=dict(overrides or {}))
-    study_name = study_name or spec.study_name(plan.benchmark.version)
+    study_name = study_name or spec.study_name(benchmark_version(plan.catalog, plan.benchmark))
     storage = storage or default_storage(plan.ledger)
     study = _open_study(spec, plan, storage, study_name)
     if not study.get_trials(deepcopy=False) and plan.model_spec.search_space is not None:
         # trial 0 is the recipe's defaults, so a sweep can only improve on them
         study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True}, skip_if_exists=True)
     started = time.perf_counter()
-    optimize(study, spec, plan, report)
+    optimize(study, spec, plan, report, report_failure)
     report(f"sweep {study_name}: {time.perf_counter() - started:.1f}s")
     result = finalise(study, spec, plan, seeds=seeds, report=report)
     result.storage = storage
@@ -541,14 +716,17 @@ def _final_from_best_trial(plan: RunPlan, records: Sequence[Mapping[str, Any]],
 
 def join_study(storage: str, study_name: str, *, device: str = "auto",
                ledger: str | os.PathLike[str] | None = None,
-               report: Callable[[str], None] = lambda line: None) -> SweepResult:
+               report: Callable[[str], None] = lambda line: None,
+               report_failure: Callable[[str], None] | None = None) -> SweepResult:
     """A worker: load a shared study by name and run trials until its budget is used."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         summaries = optuna.study.get_all_study_summaries(make_storage(storage),
                                                          include_best_trial=False)
     except Exception as exc:
-        raise ConfigError(f"Cannot open the Optuna storage {storage!r}: {exc}") from exc
+        raise ConfigError(redact_text(f"Cannot open the Optuna storage {storage!r}: {exc}. "
+                                      "Check the URL, the server and the credentials.")
+                          ) from exc
     names = [s.study_name for s in summaries]
     if study_name not in names:
         from m6bench.errors import did_you_mean
@@ -569,7 +747,7 @@ def join_study(storage: str, study_name: str, *, device: str = "auto",
                      sampler_seed=attrs["sampler_seed"], overrides=dict(attrs["overrides"]))
     study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + os.getpid())
     study.pruner = make_pruner(spec.pruner)
-    optimize(study, spec, plan, report)
+    optimize(study, spec, plan, report, report_failure)
     counts = finished_counts(study)
     best = None
     with contextlib.suppress(ValueError):  # no complete trial yet

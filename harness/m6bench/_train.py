@@ -21,9 +21,44 @@ from m6bench._evaluate import (
 from m6bench._model import Recommender
 from m6bench.errors import M6BenchError
 
+# A training loss is taken as diverged when it is NaN or infinite, when its magnitude passes
+# LOSS_LIMIT (the built-in models report per-example means, from ~1e-3 to ~1e3; a learning
+# rate of 1e9 gives 1e19 from the first epoch on), or when a later epoch's passes
+# LOSS_GROWTH times the first epoch's (at least LOSS_FLOOR, so a regulariser starting near
+# zero may grow).
+LOSS_LIMIT = 1e10
+LOSS_GROWTH = 1e3
+LOSS_FLOOR = 1.0
+
 
 class TrainingDiverged(M6BenchError):
-    """The loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or exploded (see :func:`check_losses`)."""
+
+
+def check_losses(losses: Mapping[str, float], epoch: int, first: dict[str, float]) -> None:
+    """Raise :class:`TrainingDiverged` when an epoch's losses show the training diverged.
+
+    ``first`` holds each loss's first reported value (filled here as losses appear), so a
+    model that reports a loss only on some epochs, or none (EASE, ItemKNN), is judged on
+    what it reports.
+    """
+    for name, value in losses.items():
+        value = float(value)
+        if not math.isfinite(value):
+            reason = f"became {value} at epoch {epoch}"
+        elif abs(value) > LOSS_LIMIT:
+            reason = (f"is {value:.3g} at epoch {epoch}, over the {LOSS_LIMIT:.0e} that no "
+                      "healthy training loss reaches")
+        elif name in first and abs(value) > LOSS_GROWTH * max(abs(first[name]), LOSS_FLOOR):
+            reason = (f"is {value:.3g} at epoch {epoch}, over {LOSS_GROWTH:.0f}x the first "
+                      f"epoch's {first[name]:.3g}")
+        else:
+            first.setdefault(name, value)
+            continue
+        raise TrainingDiverged(
+            f"The {name} loss {reason}: the model diverged. Lower the learning rate "
+            "(--set lr=...) or raise regularisation"
+        )
 
 
 @dataclass
@@ -111,6 +146,7 @@ def train_model(
     best_value = math.inf if lower_is_better else -math.inf
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
+    first_losses: dict[str, float] = {}
     task = progress.add_task("train", total=max_epochs) if progress is not None else None
     with progress if progress is not None else nullcontext():
         for epoch in range(1, max_epochs + 1):
@@ -119,13 +155,13 @@ def train_model(
             losses = dict(model.fit_epoch(bench.train, epoch))
             outcome.train_seconds += time.perf_counter() - started
             outcome.epochs = epoch
-            for name, value in losses.items():
-                if not math.isfinite(float(value)):
-                    raise TrainingDiverged(
-                        f"The {name} loss became {value} at epoch {epoch}; the model diverged. "
-                        "Lower the learning rate (--set lr=...) or raise regularisation."
-                    )
-            row: dict[str, Any] = {"epoch": epoch, **{k: float(v) for k, v in losses.items()}}
+            losses = {k: float(v) for k, v in losses.items()}
+            row: dict[str, Any] = {"epoch": epoch, **losses}
+            try:
+                check_losses(losses, epoch, first_losses)
+            except TrainingDiverged:
+                outcome.curve.append(row)  # the record keeps the losses that diverged
+                raise
             evaluate_now = model.iterative and (epoch % eval_every == 0 or epoch == max_epochs)
             if evaluate_now:
                 started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 import warnings
 from typing import Any
 
@@ -13,6 +14,7 @@ from tabulate import tabulate
 from m6bench._config import parse_assignments
 from m6bench._plugins import Catalog, PluginFailureWarning, load_catalog
 from m6bench.errors import M6BenchError
+from m6bench_leaderboard.redact import redact_text
 
 
 def _catalog() -> Catalog:
@@ -27,14 +29,23 @@ def _catalog() -> Catalog:
 
 
 class FriendlyGroup(click.Group):
-    """Prints M6BenchError messages as one paragraph, without a traceback."""
+    """Prints M6BenchError messages as one paragraph, without a traceback.
+
+    Every message that leaves this way, and the traceback of an unexpected error, has its
+    credentials redacted (a storage URL's password can be inside a driver's error).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except M6BenchError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(2 if type(exc).__name__ != "RunFailed" else 1)
+            click.secho(f"error: {redact_text(str(exc))}", fg="red", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            click.echo(redact_text("".join(traceback.format_exception(exc))), err=True)
+            sys.exit(1)
 
 
 @click.group(cls=FriendlyGroup)
@@ -75,7 +86,7 @@ def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple
         config_file: str | None, device: str, ledger: str | None, quiet: bool,
         as_json: bool) -> None:
     """Train and evaluate one model on one benchmark, and record the run."""
-    from m6bench._run import RunRequest, execute, plan_run
+    from m6bench._run import RunRequest, execute, plan_run, prepare
 
     request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
                          protocol=protocol, seed=seed, overrides=parse_assignments(assignments),
@@ -85,9 +96,16 @@ def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple
     plan = plan_run(request, _catalog())
     if plan.note:
         click.echo(plan.note)
+    bench = prepare(plan)  # the version hashes the loaded data; bad data stops here
+    merged = bench.dataset.merged_duplicates
+    if merged:
+        policy = plan.benchmark.dataset_options.get("duplicates", "last")
+        click.echo(f"note: merged {merged} repeated (user, item) interaction rows of "
+                   f"{bench.dataset.name} (duplicates={policy}; choose with --dataset-opt "
+                   "duplicates=last|first|sum|error)", err=True)
     click.echo(f"plugin {plan.plugin_name} | model {plan.model_name} | benchmark "
                f"{plan.benchmark.name} ({plan.benchmark.protocol}, version "
-               f"{plan.benchmark.version}) | seed {seed} | device {plan.device}")
+               f"{bench.version}) | seed {seed} | device {plan.device}")
     click.echo("config: " + json.dumps(plan.config, sort_keys=True))
     progress = None
     if not quiet and sys.stderr.isatty():
@@ -95,7 +113,7 @@ def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                             transient=True)
-    record = execute(plan, progress=progress)
+    record = execute(plan, progress=progress, prepared=bench)
     stats = record["dataset"]["statistics"]
     click.echo(f"dataset {record['dataset']['name']}: {stats['users']} users, {stats['items']} "
                f"items, {stats['interactions']} interactions; split {record['cut']['sizes']}")
@@ -127,7 +145,17 @@ def _reporter(quiet: bool) -> Any:
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet, highlight=False)
-    return lambda line: console.print(line)
+    # a line per event, not wrapped; a trial's error can quote a storage URL
+    return lambda line: console.print(redact_text(line), soft_wrap=True)
+
+
+def _failure_reporter() -> Any:
+    """Failed trials' lines: printed under --quiet too, their text as it is (no markup)."""
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    return lambda line: console.print(redact_text(line), markup=False, style="yellow",
+                                      soft_wrap=True)
 
 
 @main.command()
@@ -152,12 +180,18 @@ def _reporter(quiet: bool) -> Any:
               help="Fixed config keys for every trial.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--ledger", default=None, help="Ledger file.")
-@click.option("--quiet", is_flag=True, help="No per-trial lines.")
+@click.option("--quiet", is_flag=True,
+              help="No per-trial lines (a failed trial's line is still printed).")
 def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | None,
           dataset_opts: tuple[str, ...], trials: int | None, timeout: float | None,
           seeds: int, storage: str | None, study_name: str | None, pruner: str,
           assignments: tuple[str, ...], device: str, ledger: str | None, quiet: bool) -> None:
-    """Tune a model with Optuna under a budget, then re-run the best config on test."""
+    """Tune a model with Optuna under a budget, then re-run the best config on test.
+
+    Each failed trial gets one line (its error); its traceback is in its run's record.  A
+    study that ends with no complete trial exits with status 1.
+    """
+    from m6bench._sweep import check_complete
     from m6bench._sweep import sweep as run_sweep
 
     if trials is None and timeout is None:
@@ -167,12 +201,14 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
                        timeout=timeout, seeds=seeds, storage=storage, study_name=study_name,
                        pruner=pruner,
                        overrides=parse_assignments(assignments), device=device, ledger=ledger,
-                       catalog=_catalog(), report=_reporter(quiet))
+                       catalog=_catalog(), report=_reporter(quiet),
+                       report_failure=_failure_reporter())
     metric = result.study.user_attrs.get("metric") or "ndcg@10"
     counts = result.counts
-    click.echo(f"study {result.study_name} in {result.storage}")
+    click.echo(f"study {result.study_name} in {redact_text(result.storage)}")
     click.echo(f"finished {counts['finished']} trials: {counts['complete']} complete, "
                f"{counts['pruned']} pruned, {counts['failed']} failed")
+    check_complete(result, ledger)
     if result.default_value is not None:
         click.echo(f"defaults (trial 0): valid {result.default_value:.4f}; best: valid "
                    f"{result.best_value:.4f}")
@@ -185,17 +221,22 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
 @click.option("--study", "study_name", required=True, help="The study to join.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--ledger", default=None, help="Ledger file for this worker's runs.")
-@click.option("--quiet", is_flag=True, help="No per-trial lines.")
+@click.option("--quiet", is_flag=True,
+              help="No per-trial lines (a failed trial's line is still printed).")
 def worker(storage: str, study_name: str, device: str, ledger: str | None, quiet: bool) -> None:
-    """Join a shared study and run trials until its budget is used."""
-    from m6bench._sweep import join_study
+    """Join a shared study and run trials until its budget is used.
+
+    Exits with status 1 when the study ends with no complete trial (see `sweep`).
+    """
+    from m6bench._sweep import check_complete, join_study
 
     result = join_study(storage, study_name, device=device, ledger=ledger,
-                        report=_reporter(quiet))
+                        report=_reporter(quiet), report_failure=_failure_reporter())
     counts = result.counts
     click.echo(f"study {study_name}: finished {counts['finished']} trials "
                f"({counts['complete']} complete, {counts['pruned']} pruned, "
                f"{counts['failed']} failed); best {result.best_value}")
+    check_complete(result, ledger)
 
 
 @main.command()
@@ -238,12 +279,22 @@ def datasets() -> None:
 
 @main.command()
 def benchmarks() -> None:
-    """List registered benchmarks with their version hashes."""
+    """List registered benchmarks with their versions and contract hashes.
+
+    A version hashes the loaded data, so it is shown for data already in the cache (any run
+    loads it) and '-' otherwise; listing never loads a dataset.
+    """
+    from m6bench._benchmark import cached_benchmark_version
+
     catalog = _catalog()
-    rows = [[e.name, e.value.version, e.value.dataset, e.value.protocol, ",".join(e.value.tasks),
-             e.value.valid_metric] for e in catalog.benchmarks]
-    click.echo(tabulate(rows, headers=["benchmark", "version", "dataset", "protocol", "tasks",
-                                       "valid metric"], tablefmt="github"))
+    rows = [[e.name, cached_benchmark_version(catalog, e.value) or "-", e.value.contract_hash,
+             e.value.dataset, e.value.protocol, ",".join(e.value.tasks), e.value.valid_metric]
+            for e in catalog.benchmarks]
+    click.echo(tabulate(rows, headers=["benchmark", "version", "contract", "dataset",
+                                       "protocol", "tasks", "valid metric"], tablefmt="github"))
+    if any(row[1] == "-" for row in rows):
+        click.echo("version '-': the data is not loaded yet; a version hashes the loaded "
+                   "data and the contract, and shows once a run has loaded it.")
 
 
 @main.command("new-plugin")

@@ -31,6 +31,12 @@ class PluginError(M6BenchError):
     """A plugin, model or component name is unknown, duplicated or broken."""
 
 
+class CodeChanged(M6BenchError):
+    """The installed code is not the code a record was made with (``reproduce`` exits 3)."""
+
+    exit_code = 3
+
+
 class LedgerError(M6BenchError):
     """A ledger file cannot be written or a record is not valid."""
 

@@ -16,7 +16,14 @@ from m6bench_leaderboard.aggregate import (
 )
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, Budget, load_board
 from m6bench_leaderboard.ledger import LedgerReadReport, append_record, read_ledger
-from m6bench_leaderboard.schema import SCHEMA_VERSION, RecordError, RunRecord, validate_record
+from m6bench_leaderboard.redact import redact, redact_text
+from m6bench_leaderboard.schema import (
+    SCHEMA_VERSION,
+    RecordError,
+    RunRecord,
+    code_key,
+    validate_record,
+)
 from m6bench_leaderboard.show import render as render_leaderboard
 from m6bench_leaderboard.site import SiteError, SiteReport, build_site
 
@@ -34,12 +41,15 @@ __all__ = [
     "append_record",
     "build_leaderboard",
     "build_site",
+    "code_key",
     "holm",
     "load_board",
     "mean_ci",
     "paired_pvalue",
     "read_ledger",
     "read_records",
+    "redact",
+    "redact_text",
     "render_leaderboard",
     "validate_record",
 ]

@@ -30,7 +30,8 @@ import numpy as np
 from scipy import stats
 
 from m6bench_leaderboard.board import DEFAULT_METRICS, BoardSpec
-from m6bench_leaderboard.schema import REQUIRED, SCHEMA_VERSION, STATUSES
+from m6bench_leaderboard.redact import needs_redaction, redact
+from m6bench_leaderboard.schema import REQUIRED, SCHEMA_VERSION, STATUSES, code_key
 
 RESULTS_VERSION = 1
 LOWER_IS_BETTER = ("rmse", "mae", "logloss", "gini")
@@ -132,6 +133,9 @@ def read_records(path: str | os.PathLike[str]) -> LoadedRecords:
             if problem:
                 loaded.skipped.append((number, problem))
                 continue
+            if needs_redaction(short.decode("utf-8", "replace")):  # written before redaction
+                record = redact(record)
+                text = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
             loaded.records.append(record)
             if final:
                 loaded.lines[str(record["run_id"])] = text
@@ -407,6 +411,8 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
         "distribution": _text(plugin.get("distribution")),
         "plugin_version": _text(plugin.get("version")),
         "model": _text(first.get("model")),
+        "code": list(code_key(first)),
+        "stale": False,
         "status": "ok",
         "error": None,
         "sweep_id": first.get("sweep_id"),
@@ -487,13 +493,20 @@ def _significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict
 
 
 def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | None = None,
-                      *, source: str | None = None, skipped: int = 0) -> dict[str, Any]:
+                      *, source: str | None = None, skipped: int = 0,
+                      current_code: Mapping[str, tuple[str | None, str | None]] | None = None,
+                      ) -> dict[str, Any]:
     """The leaderboard as JSON-ready data: benchmarks, rows, statistics, runs, sweeps.
 
     Rows come from final runs (``kind == "final"``, status ok), one per (benchmark,
     plugin, model): the latest sweep's finals, or with a ``board`` the ones whose budget
     and fixed config match the board (falling back to the latest).  A model with failed
     records and no ok final is listed as failed.
+
+    A row is marked ``stale`` when its finals were made by other code (:func:`code_key`)
+    than the newest code recorded for its plugin, or than ``current_code[plugin]`` (the
+    installed code, from the caller); with ``current_code``, finals of other code are left
+    out, so a published board holds only numbers of the code it names.
     """
     test = board.test if board else "wilcoxon"
     alpha = board.alpha if board else 0.05
@@ -501,14 +514,23 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
         lambda: defaultdict(list))
     failures: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
     trials_by_sweep: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    counts = {"records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0}
+    counts = {"records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0,
+              "other_code": 0}
+    newest: dict[str, tuple[str, tuple[str | None, str | None]]] = {}
     for record in records:
         counts["records"] += 1
         kind = record.get("kind") or "run"
         benchmark = record.get("benchmark") or {}
         name = _text(benchmark.get("name"))
         plugin = _text((record.get("plugin") or {}).get("name"))
+        code = code_key(record)
+        if any(code) and (plugin not in newest or _when(record) >= newest[plugin][0]):
+            newest[plugin] = (_when(record), code)
         if board is not None and not board.includes(name, plugin, _text(record.get("model"))):
+            continue
+        if current_code is not None and plugin in current_code \
+                and code != tuple(current_code[plugin]):
+            counts["other_code"] += 1
             continue
         if kind == "trial":
             counts["trials"] += 1
@@ -551,6 +573,9 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
             sweep_id = chosen.records[0].get("sweep_id")
             trials = trials_by_sweep.get(str(sweep_id), []) if sweep_id else []
             row = _row(chosen.records, metrics, trials)
+            latest = tuple(current_code[plugin]) if current_code and plugin in current_code \
+                else newest.get(plugin, ("", (None, None)))[1]
+            row["stale"] = any(latest) and tuple(row["code"]) != latest
             row_finals[len(rows)] = [r for r in chosen.records if r["run_id"] in row["runs"]]
             rows.append(row)
             valid_metric = _text(spec.get("valid_metric"), "ndcg@10")

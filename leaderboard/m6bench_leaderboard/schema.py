@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from m6bench_leaderboard.redact import redact
+
 SCHEMA_VERSION = 1
 
 
@@ -28,7 +30,8 @@ class RunRecord(TypedDict, total=False):
     sweep_id: str | None  # the sweep a trial or final run belongs to
     sweep: dict[str, Any]  # id (study name), trial number, budget (trials, timeout_s, sampler,
     #                        sampler_seed, pruner), best_valid for finals
-    benchmark: dict[str, Any]  # name, version (hash of the contract), spec (the contract)
+    benchmark: dict[str, Any]  # name, version (hash of the loaded data's content and the
+    #                            contract), spec (the contract)
     dataset: dict[str, Any]  # name, fingerprint, statistics
     cut: dict[str, Any]  # protocol, fingerprint, sizes of train/valid/test
     plugin: dict[str, Any]  # name, distribution, version
@@ -49,8 +52,10 @@ class RunRecord(TypedDict, total=False):
     parameters: int  # trainable parameters plus fitted buffers
     hardware: dict[str, Any]  # cpu, cores, gpu, driver
     software: dict[str, Any]  # python, torch, cuda, m6bench and plugin versions, platform
-    git: dict[str, Any]  # commit, dirty
-    command: list[str]  # the exact command line (argv)
+    code: dict[str, Any]  # code identity: harness {distribution, version, package, sha256,
+    #                       git {commit, dirty}} and plugin {name, distribution, version,
+    #                       package, sha256}; sha256 hashes the package's Python source
+    command: list[str]  # the exact command line (argv), credentials redacted as ***
     reproduces: str  # on a reproduction run: the run_id it re-ran
     reuses: str  # on a final that is its sweep's best trial run (same config, seed): its run_id
     board: dict[str, Any]  # on a board's failure record: board name and source file
@@ -71,6 +76,19 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "started_at": str,
 }
 STATUSES = ("ok", "failed", "pruned")
+
+
+def code_key(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(harness source hash, plugin source hash) of a record: what code made its numbers.
+
+    ``(None, None)`` for records written before code identities were recorded.
+    """
+    code = record.get("code")
+    if not isinstance(code, Mapping):
+        return (None, None)
+    harness, plugin = code.get("harness") or {}, code.get("plugin") or {}
+    return (harness.get("sha256") if isinstance(harness, Mapping) else None,
+            plugin.get("sha256") if isinstance(plugin, Mapping) else None)
 
 
 def _check_json(value: Any, path: str) -> None:
@@ -118,6 +136,7 @@ def validate_record(record: Mapping[str, Any]) -> None:
 
 
 def dumps_record(record: Mapping[str, Any]) -> str:
-    """One line of JSON (no newline inside), after validation."""
+    """One line of JSON (no newline inside), after validation, with credentials redacted."""
     validate_record(record)
-    return json.dumps(dict(record), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return json.dumps(redact(dict(record)), separators=(",", ":"), sort_keys=True,
+                      allow_nan=False)

@@ -60,6 +60,18 @@ def _plain(text: str) -> str:
     return "".join(c if c.isprintable() else " " for c in text)
 
 
+def _printable(value: Any) -> Any:
+    """A copy of JSON-like ``value`` whose strings hold no control characters: escape
+    sequences (a ledger string can carry an OSC-8 link or a cursor move), bidi overrides."""
+    if isinstance(value, str):
+        return value if value.isprintable() else _plain(value)
+    if isinstance(value, Mapping):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(item) for item in value]
+    return value
+
+
 def _markdown(text: str) -> str:
     """A table cell as Markdown text: HTML characters as entities, pipes escaped."""
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -82,6 +94,7 @@ def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    data = _printable(data)  # ledger strings reach a terminal in every format
     benches = [b for b in data["benchmarks"] if benchmark is None or b["name"] == benchmark]
     if fmt == "json":
         return json.dumps({"source": data["source"], "board": data["board"],

@@ -210,8 +210,14 @@ def _dump_line(record: Mapping[str, Any]) -> str:
 
 def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str], *,
                board: BoardSpec | None = None,
-               records: Iterable[Mapping[str, Any]] | None = None) -> SiteReport:
-    """Build the static site from a ledger file (or from ``records``) into ``out``."""
+               records: Iterable[Mapping[str, Any]] | None = None,
+               current_code: Mapping[str, tuple[str | None, str | None]] | None = None,
+               ) -> SiteReport:
+    """Build the static site from a ledger file (or from ``records``) into ``out``.
+
+    ``current_code`` (plugin -> harness and plugin source hashes of the installed code)
+    leaves out every number made by other code; see :func:`build_leaderboard`.
+    """
     skipped: list[tuple[int, str]] = []
     lines: dict[str, bytes] = {}
     if records is None:
@@ -221,7 +227,7 @@ def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str
         records, skipped, lines = loaded.records, loaded.skipped, loaded.lines
     records = list(records)
     data = build_leaderboard(records, board, source=str(ledger) if ledger else None,
-                             skipped=len(skipped))
+                             skipped=len(skipped), current_code=current_code)
     out = Path(out)
     _prepare(out)
     for asset in sorted((HERE / "assets").iterdir()):

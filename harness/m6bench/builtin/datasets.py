@@ -21,6 +21,11 @@ version string) so that :func:`m6bench._loading.load_dataset` can serve the Arro
 without parsing anything.  Bump a loader's version string whenever its output changes for
 the same input, or stale caches would be served.
 
+Every loader that reads interactions takes the option ``duplicates`` (``last``, ``first``,
+``sum`` or ``error``; default ``last``): what to do with several interactions of one (user,
+item) pair, applied by :meth:`~m6bench.Dataset.from_frames` (see
+:func:`m6bench._dataset.merge_duplicates`).
+
 Side-table conventions, shared by every loader so that encoders see one format:
 ``categorical`` and ``text`` columns are strings, ``categorical_seq`` columns are strings of
 space-separated tokens (RecBole's ``token_seq``), ``numeric`` columns are float64, and
@@ -48,7 +53,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from m6bench._dataset import Dataset, content_fingerprint
+from m6bench._dataset import DEFAULT_DUPLICATES, Dataset, content_fingerprint
 from m6bench._specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError
 from m6bench.hookspecs import hookimpl
@@ -246,6 +251,9 @@ SYNTHETIC_CLUSTERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("animation", "movies", ("dragon", "talking", "puppy", "magic", "kingdom", "princess",
                              "robot", "toy", "bunny", "castle", "adventure", "friends")),
 )
+# What the options of every loader that reads interactions hold: the duplicates policy (a
+# content option).  The synthetic generator makes no duplicates, so it has no such option.
+COMMON_DEFAULTS = {"duplicates": DEFAULT_DUPLICATES}
 SYNTHETIC_DEFAULTS = {"seed": 0, "n_users": 1000, "n_items": 600, "density": 0.083, "dim": 8}
 _SYNTHETIC_START = 1577836800  # 2020-01-01T00:00:00Z
 _SYNTHETIC_SPAN = 2 * 365 * 86400
@@ -612,10 +620,10 @@ def _recbole_fingerprint(options: Mapping[str, Any], context: LoadContext) -> st
 def _load_recbole(options: Mapping[str, Any], context: LoadContext) -> Dataset:
     files = _recbole_files(options)
     tables = read_recbole_tables(files)
-    return _build(files.name, tables)
+    return _build(files.name, tables, options)
 
 
-def _build(name: str, tables: RawTables) -> Dataset:
+def _build(name: str, tables: RawTables, options: Mapping[str, Any]) -> Dataset:
     return Dataset.from_frames(
         name,
         tables.interactions,
@@ -624,6 +632,7 @@ def _build(name: str, tables: RawTables) -> Dataset:
         user_feature_kinds=tables.user_kinds,
         item_feature_kinds=tables.item_kinds,
         source=tables.source,
+        duplicates=options.get("duplicates", DEFAULT_DUPLICATES),
     )
 
 
@@ -637,6 +646,7 @@ MOVIELENS_USER_KINDS = {
 MOVIELENS_ITEM_KINDS = {"title": "text", "genres": "categorical_seq", "year": "numeric"}
 MOVIELENS_DEFAULTS = {
     "archive": None, "download": False, "url": None, "sha256": None, "timeout": 60,
+    **COMMON_DEFAULTS,
 }
 
 
@@ -771,7 +781,7 @@ def _movielens_loader(variant: str) -> Callable[[Mapping[str, Any], LoadContext]
         else:
             parse = _parse_ml100k_archive if variant == "ml-100k" else _parse_ml1m_archive
             tables = parse(source.path)
-        return _build(variant, tables)
+        return _build(variant, tables, options)
 
     return load
 
@@ -934,7 +944,7 @@ COLUMN_DEFAULTS = {
     "domain": "domain",
 }
 CSV_DEFAULTS = {"path": None, "sep": None, **COLUMN_DEFAULTS,
-                "user_features": None, "item_features": None}
+                "user_features": None, "item_features": None, **COMMON_DEFAULTS}
 
 
 def _separator(path: Path, options: Mapping[str, Any]) -> str:
@@ -1082,12 +1092,12 @@ def _load_csv(options: Mapping[str, Any], context: LoadContext) -> Dataset:
         return read_table_file(file, options, ids)
 
     tables = tables_from_frames(read(path), options, str(path), read)
-    return _build(path.stem, tables)
+    return _build(path.stem, tables, options)
 
 
 # =============================================================================== HF datasets
 HF_DEFAULTS = {"path": None, "name": None, "data_files": None, "split": "train",
-               "revision": None, **COLUMN_DEFAULTS}
+               "revision": None, **COLUMN_DEFAULTS, **COMMON_DEFAULTS}
 
 
 @contextlib.contextmanager
@@ -1186,7 +1196,7 @@ def _load_hf(options: Mapping[str, Any], context: LoadContext) -> Dataset:
             frame[column] = frame[column].astype("str")
     tables = tables_from_frames(frame, options, where, lambda p: read_table_file(p, options, ids))
     name = Path(data_files[0]).stem if data_files else path.rstrip("/").split("/")[-1]
-    return _build(name, tables)
+    return _build(name, tables, options)
 
 
 # =============================================================================== domains
@@ -1195,7 +1205,7 @@ def _load_hf(options: Mapping[str, Any], context: LoadContext) -> Dataset:
 XDOMAIN_VERSION = "xdomain-1"
 XDOMAIN_FOLDERS = {"source": "ml-1m", "target": "ml-100k"}
 XDOMAIN_CHOICES = ("both", "source", "target")
-XDOMAIN_DEFAULTS = {"path": None, "domains": "both"}
+XDOMAIN_DEFAULTS = {"path": None, "domains": "both", **COMMON_DEFAULTS}
 
 # ML-1M's README codes occupations 0-20; the names make its users' features readable.
 ML1M_OCCUPATIONS = (
@@ -1301,7 +1311,7 @@ def _load_xdomain(options: Mapping[str, Any], context: LoadContext) -> Dataset:
     items = (pd.concat(item_tables, ignore_index=True).drop_duplicates("item")
              if item_tables else None)
     tables = _movielens_tables(interactions, users, items, str(folder))
-    return _build("ml-xdomain", tables)
+    return _build("ml-xdomain", tables, options)
 
 
 # Genre domains: every MovieLens item joins the domain of its first listed genre (both
@@ -1375,7 +1385,7 @@ SPECS = (
         name="recbole",
         load=_load_recbole,
         description="A folder of RecBole atomic files (<name>.inter, .user, .item).",
-        defaults={"path": None, "name": None},
+        defaults={"path": None, "name": None, **COMMON_DEFAULTS},
         fingerprint=_recbole_fingerprint,
     ),
     DatasetSpec(
