@@ -1,0 +1,456 @@
+"""The README's result tables, generated from the committed ledgers in ``docs/results/``.
+
+No number in the README's result tables is typed by hand: each table is rendered from a
+small ledger of ordinary m6bench records (``docs/results/<table>.jsonl``: the runs it
+shows, each with its code identity and command, per-user values left out) or of speed
+records written by a benchmark script, and a test fails when the README differs from what
+the ledgers render.  Every run record reproduces with ``m6bench reproduce RUN_ID --ledger
+docs/results/<table>.jsonl --no-record`` at the commit its table names.
+
+    python docs/results.py list                  # the tables, their ledgers, how old
+    python docs/results.py make cold-items       # re-run what a table measures (minutes)
+    python docs/results.py make --all            # every table (see the README for the time)
+    python docs/results.py write                 # render the tables into README.md
+    python docs/results.py check                 # exit 1 when README.md differs (a test)
+    python docs/results.py stale                 # tables made by other code than this
+
+``make`` runs each table's commands (``m6bench run`` lines, two at a time with one torch
+thread each, or a benchmark script) into a scratch ledger, keeps the records the table
+shows, and replaces the table's ledger; then ``write`` renders it.  The real data must be
+where ``M6BENCH_DATA_DIR`` points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from scipy import stats
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- results:{name} -->", "<!-- /results:{name} -->"
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+# ================================================================================ specs
+@dataclass(frozen=True)
+class Row:
+    """One table row: the runs of one model configuration on one benchmark, by seed.
+
+    ``sets`` are the ``--set`` flags of its command; the records it shows are those of
+    ``plugin``/``model`` on ``benchmark`` whose resolved config has every ``where`` value
+    (``sets`` plus what tells it apart from the table's other rows).
+    """
+
+    label: str
+    plugin: str
+    model: str
+    benchmark: str
+    seeds: tuple[int, ...] = (0,)
+    sets: Mapping[str, Any] = field(default_factory=dict)
+    where: Mapping[str, Any] = field(default_factory=dict)
+
+    def commands(self) -> list[list[str]]:
+        sets = [part for key, value in self.sets.items()
+                for part in ("--set", f"{key}={_toml(value)}")]
+        return [["m6bench", "run", "--plugin", self.plugin, "--model", self.model,
+                 "--benchmark", self.benchmark, "--seed", str(seed), "--device", "cpu",
+                 "--quiet", *sets] for seed in self.seeds]
+
+    def matches(self, record: Mapping[str, Any], seed: int) -> bool:
+        config = record.get("config") or {}
+        return (record.get("status") == "ok" and record.get("plugin", {}).get("name")
+                == self.plugin and record.get("model") == self.model
+                and record.get("benchmark", {}).get("name") == self.benchmark
+                and record.get("seed") == seed
+                and all(config.get(k) == v for k, v in {**self.sets, **self.where}.items()))
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    title: str  # what the table shows, for `list`
+    render: Callable[[Table, list[dict[str, Any]]], str]
+    rows: tuple[Row, ...] = ()
+    script: tuple[str, ...] = ()  # a benchmark script that writes the ledger itself
+    quiet: bool = False  # a speed table: measured on an otherwise idle machine
+
+    @property
+    def ledger(self) -> Path:
+        return RESULTS / f"{self.name}.jsonl"
+
+    def commands(self) -> list[list[str]]:
+        if self.script:
+            return [[*self.script, "--ledger", str(self.ledger.relative_to(ROOT))]]
+        return [command for row in self.rows for command in row.commands()]
+
+    def record(self, records: Sequence[Mapping[str, Any]], row: Row,
+               seed: int) -> dict[str, Any] | None:
+        """The latest record of ``row`` and ``seed``."""
+        found = [r for r in records if row.matches(r, seed)]
+        return dict(found[-1]) if found else None
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+# ============================================================================== helpers
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _metric(record: Mapping[str, Any] | None, name: str) -> float | None:
+    if record is None:
+        return None
+    value = ((record.get("metrics") or {}).get("test") or {}).get(name)
+    return None if value is None else float(value)
+
+
+def _four(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _mean_sd(values: Sequence[float | None]) -> str:
+    numbers = [v for v in values if v is not None]
+    if len(numbers) < 2:
+        return _four(numbers[0]) if numbers else ""
+    return f"{statistics.mean(numbers):.4f} ± {statistics.stdev(numbers):.4f}"
+
+
+def _markdown(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
+    return tabulate(body, headers=list(headers), tablefmt="github", disable_numparse=True)
+
+
+def provenance(records: Sequence[Mapping[str, Any]], table: Table) -> str:
+    """The line under a table: which ledger, commit(s), date, and how to make it again."""
+    if not records:
+        return f"_No records yet: `python docs/results.py make {table.name}` makes them._"
+    commits = []
+    for record in records:
+        git = ((record.get("code") or {}).get("harness") or {}).get("git") or {}
+        label = (git.get("commit") or "unknown")[:10] + (" (dirty)" if git.get("dirty") else "")
+        if label not in commits:
+            commits.append(label)
+    started = min(str(r.get("started_at")) for r in records)
+    ended = max(str(r.get("ended_at") or r.get("started_at")) for r in records)
+    minutes = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    where = ", ".join(f"`{c}`" for c in commits)
+    return (f"_Generated from `docs/results/{table.ledger.name}` ({len(records)} records) made "
+            f"at commit {where} on {started[:10]} in {minutes / 60:.0f} min on 2 CPU cores; "
+            f"`python docs/results.py make {table.name}` makes it again._")
+
+
+# ============================================================================ renderers
+def render_seed_table(metric: str, seeds: Sequence[int]) -> Callable[[Table, list], str]:
+    """Rows x seeds of one test metric, with mean ± sd."""
+    def render(table: Table, records: list[dict[str, Any]]) -> str:
+        body = []
+        for row in table.rows:
+            values = [_metric(table.record(records, row, s), metric) for s in seeds]
+            body.append([row.label, *(_four(v) for v in values), _mean_sd(values)])
+        name = metric.replace("ndcg", "NDCG").replace("recall", "Recall")
+        headers = ["model", *(f"{name} seed {s}" for s in seeds), "mean ± sd"]
+        return _markdown(headers, body)
+    return render
+
+
+def render_models(table: Table, records: list[dict[str, Any]]) -> str:
+    body = []
+    for row in table.rows:
+        record = table.record(records, row, 0)
+        body.append([row.label, _four(_metric(record, "ndcg@10")),
+                     _four(_metric(record, "recall@10")), _four(_metric(record, "rmse")),
+                     "" if record is None else str(record.get("epochs", ""))])
+    return _markdown(["model", "NDCG@10", "Recall@10", "RMSE", "epochs"], body)
+
+
+def render_gnn_vs_bpr(table: Table, records: list[dict[str, Any]]) -> str:
+    seeds = table.rows[0].seeds
+    body = []
+    for row in table.rows:
+        for metric, name in (("ndcg@10", "NDCG@10"), ("recall@10", "Recall@10")):
+            values = [_metric(table.record(records, row, s), metric) for s in seeds]
+            body.append([row.label, name, *(_four(v) for v in values), _mean_sd(values)])
+    return _markdown(["model", "metric", *(f"seed {s}" for s in seeds), "mean ± sd"], body)
+
+
+def render_cold_items(table: Table, records: list[dict[str, Any]]) -> str:
+    seeds = table.rows[0].seeds
+    text = render_seed_table("ndcg@10", seeds)(table, records)
+    on, off = ([_metric(table.record(records, table.rows[i], s), "ndcg@10") for s in seeds]
+               for i in (0, 2))
+    pairs = [(a, b) for a, b in zip(on, off) if a is not None and b is not None]
+    if len(pairs) >= 2:
+        wins = sum(a > b for a, b in pairs)
+        p = stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue
+        text += (f"\n\nText on beats text off on {wins} of {len(pairs)} seeds (paired t-test "
+                 f"over the seeds, p = {p:.2f}).")
+    return text
+
+
+def _spread(side: Mapping[str, Any], key: str) -> str:
+    low, mid = side.get(f"{key}_min"), side.get(f"{key}_median")
+    if low is None or mid is None:
+        value = side.get(key)
+        return "—" if value is None else f"{value:.3g}"
+    return f"{low:.3g} / {mid:.3g}"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return "—" if not a or not b else f"{a / b:.1f}x"
+
+
+def render_speed(table: Table, records: list[dict[str, Any]]) -> str:
+    body = []
+    for line in records:
+        m6, peer = line.get("m6bench") or {}, line.get("recbole") or {}
+        closed = " (fit)" if m6.get("epochs") in (None, 1) and "ease" in line["model"] else ""
+        body.append([
+            f"{line['model']} / {line.get('peer_model')}{closed}", line["dataset"],
+            f"{_spread(m6, 'epoch_s')} · {_spread(peer, 'epoch_s')}",
+            _ratio(peer.get("epoch_s_median") or peer.get("epoch_s"),
+                   m6.get("epoch_s_median") or m6.get("epoch_s")),
+            f"{_spread(m6, 'eval_s')} · {_spread(peer, 'eval_s')}",
+            _ratio(peer.get("eval_s_median") or peer.get("eval_s"),
+                   m6.get("eval_s_median") or m6.get("eval_s")),
+            f"{_four(m6.get('ndcg10'))} / {_four(peer.get('ndcg10'))}",
+        ])
+    headers = ["m6bench / RecBole", "data", "s/epoch min / median: m6 · rb", "epoch x",
+               "s/eval min / median: m6 · rb", "eval x", "NDCG@10 m6 / rb"]
+    text = _markdown(headers, body)
+    checks = [c for line in records for c in line.get("checks") or []]
+    if checks:
+        passed = sum(bool(c.get("passed")) for c in checks)
+        text += f"\n\n{passed} of {len(checks)} acceptance checks pass (the script's `--check`)."
+    return text
+
+
+SEEDS3, SEEDS5 = (0, 1, 2), (0, 1, 2, 3, 4)
+XDOMAIN = {"lambda": 1.0, "dropout_weight": 0.0, "user_items": 1.0,
+           "domain_sampling": "balanced", "epoch_interactions": 160000}
+BUILT_IN = (("pop", "classic", "pop"), ("itemknn", "classic", "itemknn"),
+            ("ease", "classic", "ease"), ("ials", "classic", "ials"),
+            ("bpr-mf", "classic", "bpr-mf"), ("gnn-mf", "gnn-mf", "gnn-mf"),
+            ("neumf", "deep", "neumf"), ("deepfm", "deep", "deepfm"),
+            ("wide-deep", "deep", "wide-deep"), ("mult-vae", "deep", "mult-vae"),
+            ("m6-fusion", "m6-fusion", "m6-fusion"))
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("models", "every built-in model's defaults on ml-100k, seed 0", render_models,
+          rows=tuple(Row(label, plugin, model, "ml-100k") for label, plugin, model in BUILT_IN)),
+    Table("gnn-vs-bpr", "gnn-mf against BPR-MF on ml-100k, 3 seeds", render_gnn_vs_bpr,
+          rows=(Row("gnn-mf (2 layers)", "gnn-mf", "gnn-mf", "ml-100k", SEEDS3),
+                Row("bpr-mf", "classic", "bpr-mf", "ml-100k", SEEDS3))),
+    Table("cold-items", "m6-fusion's text on cold items, 5 seeds", render_cold_items,
+          rows=(Row("m6-fusion, text on (text dropout 0.5)", "m6-fusion", "m6-fusion",
+                    "ml-100k-cold-items", SEEDS5, where={"text": True, "text_dropout": 0.5}),
+                Row("m6-fusion, text on, no text dropout", "m6-fusion", "m6-fusion",
+                    "ml-100k-cold-items", SEEDS5, sets={"text_dropout": 0.0},
+                    where={"text": True}),
+                Row("m6-fusion, text off", "m6-fusion", "m6-fusion", "ml-100k-cold-items",
+                    SEEDS5, sets={"text": False}),
+                Row("pop (a seeded random order: no cold item has a count)", "classic",
+                    "pop", "ml-100k-cold-items", SEEDS5))),
+    Table("xdomain", "pct-cf's transfer from ML-1M to ML-100K, 3 seeds",
+          render_seed_table("ndcg@10", SEEDS3),
+          rows=(Row("pct-cf, ML-1M + ML-100K", "pct-cf", "pct-cf", "ml-xdomain", SEEDS3,
+                    sets=XDOMAIN),
+                Row("pct-cf, same config, ML-100K alone", "pct-cf", "pct-cf",
+                    "ml-xdomain-target-only", SEEDS3, sets=XDOMAIN),
+                Row("bpr-mf defaults, ML-100K alone", "classic", "bpr-mf",
+                    "ml-xdomain-target-only", SEEDS3))),
+    Table("speed-recbole", "speed beside RecBole 1.2.1 (compare_recbole.py)", render_speed,
+          script=("python", "benchmarks/compare_recbole.py", "--datasets", "ml-100k", "ml-1m",
+                  "--models", "bpr-mf", "gnn-mf", "ease", "--epochs", "bpr-mf@ml-1m=40",
+                  "--epochs", "gnn-mf@ml-1m=3", "--check"), quiet=True),
+)}
+
+
+# ============================================================================ rendering
+def block(table: Table) -> str:
+    records = read_ledger(table.ledger)
+    body = table.render(table, records) if records else ""
+    parts = [BEGIN.format(name=table.name)]
+    if body:
+        parts.append(body)
+    parts += [provenance(records, table), END.format(name=table.name)]
+    return "\n\n".join(parts)
+
+
+def _block_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(BEGIN.format(name=name)) + r".*?"
+                      + re.escape(END.format(name=name)), re.DOTALL)
+
+
+def rendered_readme(text: str) -> str:
+    """``text`` (the README) with every table block rendered from its ledger."""
+    for table in TABLES.values():
+        pattern = _block_pattern(table.name)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no block {BEGIN.format(name=table.name)} ... "
+                             f"{END.format(name=table.name)}; add one where the table goes.")
+        text = pattern.sub(lambda _m, t=table: block(t), text)
+    return text
+
+
+def generated_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the README's generated blocks."""
+    return [m.span() for t in TABLES.values() for m in _block_pattern(t.name).finditer(text)]
+
+
+# ================================================================================ make
+def _run(command: list[str], ledger: Path, log: Path) -> tuple[list[str], int, float]:
+    env = {**os.environ, **SINGLE_THREAD, "M6BENCH_LEDGER": str(ledger)}
+    started = time.perf_counter()
+    with log.open("a") as out:
+        out.write("$ " + shlex.join(command) + "\n")
+        out.flush()
+        code = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                              check=False).returncode
+    return command, code, time.perf_counter() - started
+
+
+def make(table: Table, jobs: int = 2) -> int:
+    """Re-make ``table``'s ledger: run its commands, keep the records it shows."""
+    if not os.environ.get("M6BENCH_DATA_DIR"):
+        print("M6BENCH_DATA_DIR is not set: point it at the MovieLens data.", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    if table.script:  # the script appends its own speed records; a new table starts empty
+        for old in (table.ledger, table.ledger.with_name(f"{table.name}-runs.jsonl")):
+            old.unlink(missing_ok=True)
+        command = table.commands()[0]
+        command[0] = sys.executable if command[0] == "python" else command[0]
+        code = subprocess.run(command, cwd=ROOT, check=False).returncode
+        print(f"{table.name}: {time.perf_counter() - started:.0f} s, exit {code}")
+        return code
+    with tempfile.TemporaryDirectory(prefix=f"m6bench-docs-{table.name}-") as scratch_dir:
+        scratch = Path(scratch_dir) / "ledger.jsonl"
+        log = Path(scratch_dir) / "make.log"
+        commands = table.commands()
+        # the first run fills the data caches alone; the rest share them
+        first = _run(commands[0], scratch, log)
+        results = [first]
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            for done in pool.map(lambda c: _run(c, scratch, log), commands[1:]):
+                results.append(done)
+                print(f"  {done[2]:6.0f} s  exit {done[1]}  {shlex.join(done[0])}", flush=True)
+        failed = sum(code != 0 for _, code, _ in results)
+        records = read_ledger(scratch)
+        kept = []
+        for row in table.rows:
+            for seed in row.seeds:
+                record = table.record(records, row, seed)
+                if record is None:
+                    failed += 1
+                    print(f"  no ok record for {row.label}, seed {seed}", file=sys.stderr)
+                    continue
+                record.pop("per_user", None)  # a README table needs none; keeps the file small
+                kept.append(record)
+        if failed:
+            print(f"{table.name}: {failed} runs failed; the ledger is unchanged. Log:\n"
+                  + log.read_text()[-4000:], file=sys.stderr)
+            return 1
+        text = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
+                       for r in kept)
+        table.ledger.parent.mkdir(parents=True, exist_ok=True)
+        partial = table.ledger.with_suffix(".partial")
+        partial.write_text(text)
+        partial.replace(table.ledger)
+    print(f"{table.name}: {len(kept)} records in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+# ================================================================================ stale
+def stale_tables() -> list[str]:
+    """Tables whose records name other harness or plugin source than is installed."""
+    from m6bench import load_catalog
+    from m6bench._provenance import harness_identity
+
+    catalog = load_catalog()
+    harness = harness_identity()["sha256"]
+    out = []
+    for table in TABLES.values():
+        records = read_ledger(table.ledger)
+        if table.script:
+            records = read_ledger(table.ledger.with_name(f"{table.name}-runs.jsonl"))
+        changed = set()
+        for record in records:
+            code = record.get("code") or {}
+            plugin = (record.get("plugin") or {}).get("name")
+            info = catalog.plugins.get(plugin)
+            if (code.get("harness") or {}).get("sha256") != harness:
+                changed.add("harness")
+            if info is None or (code.get("plugin") or {}).get("sha256") != info.code()["sha256"]:
+                changed.add(f"plugin {plugin}")
+        if changed or not records:
+            out.append(f"{table.name}: " + (", ".join(sorted(changed)) + " changed"
+                                            if records else "no records"))
+    return out
+
+
+# ========================================================================== entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["list", "make", "write", "check", "stale"])
+    parser.add_argument("tables", nargs="*", help="tables to make (see `list`)")
+    parser.add_argument("--all", action="store_true", help="make every table")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        for table in TABLES.values():
+            records = read_ledger(table.ledger)
+            print(f"{table.name:14} {len(records):3} records  {table.title}")
+        return 0
+    if args.action == "make":
+        unknown = sorted(set(args.tables) - set(TABLES))
+        if unknown or not (args.tables or args.all):
+            print(f"make which tables? choose from {', '.join(TABLES)} or --all"
+                  + (f" (unknown: {', '.join(unknown)})" if unknown else ""), file=sys.stderr)
+            return 2
+        chosen = list(TABLES) if args.all else args.tables
+        # the speed tables last, when nothing else of ours uses the CPU
+        chosen.sort(key=lambda name: TABLES[name].quiet)
+        return max(make(TABLES[name], args.jobs) for name in chosen)
+    if args.action == "stale":
+        found = stale_tables()
+        print("\n".join(found) if found else "every table was made by the installed code")
+        return 1 if found else 0
+    text = README.read_text()
+    rendered = rendered_readme(text)
+    if args.action == "write":
+        README.write_text(rendered)
+        print("README.md tables rendered from docs/results/")
+        return 0
+    if rendered != text:
+        print("README.md's result tables differ from what docs/results/ renders: run "
+              "`python docs/results.py write` (and commit the ledgers).", file=sys.stderr)
+        return 1
+    print("README.md's result tables match docs/results/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
