@@ -13,10 +13,7 @@ duplicates policies are applied by the loader and the run says how many rows it 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
-import threading
 import zipfile
 from pathlib import Path
 
@@ -134,37 +131,14 @@ def build_ml100k_recbole(data_dir: Path, frame: pd.DataFrame) -> Path:
     return data_dir
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
-@pytest.fixture
-def served(tmp_path):
-    """Serve ``tmp_path/served`` on 127.0.0.1; yields (folder, base url)."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_ml100k_has_one_version_whichever_route_loaded_it(catalog, tmp_path, served):
+def test_ml100k_has_one_version_whichever_route_loaded_it(catalog, tmp_path, archive_server):
     frame = ratings()
     (tmp_path / "a").mkdir()
     first = build_ml100k_archive(tmp_path / "a" / "ml-100k.zip", frame)
     second = tmp_path / "elsewhere" / "copy-of-ml-100k.zip"
     second.parent.mkdir()
     second.write_bytes(first.read_bytes())
-    folder, base = served
+    folder, base = archive_server
     (folder / "ml-100k.zip").write_bytes(first.read_bytes())
     data_dir = build_ml100k_recbole(tmp_path / "data", frame)
     spec = catalog.benchmarks.get("ml-100k")

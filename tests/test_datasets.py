@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import http.server
 import json
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -368,30 +366,6 @@ def build_ml1m_zip(path: Path) -> Path:
         archive.writestr("ml-1m/movies.dat", ("\n".join(movies) + "\n").encode("latin-1"))
         archive.writestr("ml-1m/users.dat", "\n".join(users) + "\n")
     return path
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # keep test output clean
-        pass
-
-
-@pytest.fixture
-def archive_server(tmp_path):
-    """Serve ``tmp_path/served`` on 127.0.0.1 at a free port; yields (folder, base url)."""
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              daemon=True)
-    thread.start()
-    try:
-        yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def sha256_of(path: Path) -> str:
