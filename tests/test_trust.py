@@ -146,7 +146,7 @@ def test_source_hash_follows_the_source_by_content_and_relative_path(tmp_path, p
     assert source_hash("no_such_package_here") is None
 
 
-def test_git_state_is_none_outside_a_checkout_of_m6bench(monkeypatch, tmp_path):
+def test_git_state_does_not_depend_on_the_working_directory(monkeypatch, tmp_path):
     """The state comes from where m6bench's source lives, whatever the working directory."""
     git_state.cache_clear()
     monkeypatch.chdir(tmp_path)

@@ -52,5 +52,11 @@ def redact(value: Any) -> Any:
 
 
 def needs_redaction(text: str) -> bool:
-    """Whether ``text`` holds a credential :func:`redact_text` would hide."""
+    """Whether ``text`` holds a credential :func:`redact_text` would hide.
+
+    Called on every ledger line the leaderboard reads: a search finds nothing on most lines,
+    and only a line with a hit is rewritten to compare (an already redacted one is not).
+    """
+    if not (_URL_PASSWORD.search(text) or _SECRET_OPTION.search(text)):
+        return False
     return redact_text(text) != text
