@@ -259,7 +259,7 @@ def link_recbole_data(root: Path, datasets: Sequence[str], dest: Path) -> Path:
 def m6bench_config(pair: Pair, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The resolved m6bench config of ``pair``; raises when the plugin or model is missing."""
     from m6bench import load_catalog
-    from m6bench._config import resolve_config
+    from m6bench.runs.config import resolve_config
 
     catalog = load_catalog()
     name, spec = catalog.model(pair.plugin, pair.model)
@@ -352,7 +352,8 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
     import torch
 
     import m6bench
-    from m6bench import _run, _train
+    from m6bench.runs import run as _run
+    from m6bench.training import loop as _train
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -771,7 +772,7 @@ def script_command(argv: Sequence[str]) -> list[str]:
 def code_identity(plugin: str, catalog: Any = None) -> dict[str, Any]:
     """The harness's and ``plugin``'s code identity (``plugin`` None when it is not loaded)."""
     from m6bench import load_catalog
-    from m6bench._provenance import harness_identity
+    from m6bench.registry.provenance import harness_identity
 
     catalog = catalog if catalog is not None else load_catalog()
     info = catalog.plugins.get(plugin)

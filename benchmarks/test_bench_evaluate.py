@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from m6bench._benchmark import csr_matrix
-from m6bench._evaluate import evaluate_ranking
+from m6bench.data.prepared import csr_matrix
+from m6bench.evaluation.ranking import evaluate_ranking
 
 N_USERS, N_ITEMS, DIM = 6040, 3706, 64
 LARGE_USERS, LARGE_ITEMS, LARGE_BATCH = 100_000, 50_000, 1024

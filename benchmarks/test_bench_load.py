@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from m6bench._loading import load_dataset
-from m6bench._plugins import load_catalog
-from m6bench._specs import LoadContext
+from m6bench.data.specs import LoadContext
+from m6bench.registry.catalog import load_catalog
+from m6bench.runs.loading import load_dataset
 
 ML1M_ROWS = 1_000_209
 

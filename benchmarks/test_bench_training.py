@@ -31,10 +31,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from m6bench._benchmark import PreparedBenchmark, prepare_benchmark
-from m6bench._config import resolve_config
-from m6bench._plugins import load_catalog
+from m6bench.data.prepared import PreparedBenchmark
 from m6bench.errors import M6BenchError
+from m6bench.registry.catalog import load_catalog
+from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_benchmark
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BPR_BATCH = 2048

@@ -387,7 +387,7 @@ def make(table: Table, jobs: int = 2) -> int:
 def stale_tables() -> list[str]:
     """Tables whose records name other harness or plugin source than is installed."""
     from m6bench import load_catalog
-    from m6bench._provenance import harness_identity
+    from m6bench.registry.provenance import harness_identity
 
     catalog = load_catalog()
     harness = harness_identity()["sha256"]

@@ -131,7 +131,7 @@ def test_child_peak_memory_is_the_child_own(compare, tmp_path):
 def test_ledger_gets_one_line_per_row_with_spread_code_and_the_run_record(
         compare, tmp_path, monkeypatch, capsys):
     """main(--ledger) with RecBole faked and the m6bench side in-process on synthetic data."""
-    from m6bench._reproduce import find_record, reproduce
+    from m6bench.runs.reproduce import find_record, reproduce
 
     data = tmp_path / "data" / "recbole-ml-100k"
     data.mkdir(parents=True)

@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from m6bench import ComponentSpec, ModelSpec, Recommender, TrainSet, hookimpl, load_catalog
-from m6bench._benchmark import PreparedBenchmark
-from m6bench._hookdoc import BLOCKS, REGENERATE, render_guide, stale_blocks
-from m6bench._plugins import PluginFailureWarning
+from m6bench.data.prepared import PreparedBenchmark
+from m6bench.reference import BLOCKS, REGENERATE, render_guide, stale_blocks
+from m6bench.registry.catalog import PluginFailureWarning
 from m6bench.testing import (
     RULES,
     ConformanceError,

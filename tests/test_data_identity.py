@@ -23,14 +23,14 @@ from click.testing import CliRunner
 
 import m6bench
 from m6bench import Dataset, DatasetError, ProtocolError
-from m6bench._benchmark import benchmark_version, cached_benchmark_version
-from m6bench._loading import load_dataset
-from m6bench._plugins import load_catalog
-from m6bench._protocols import deduplicate
-from m6bench._reproduce import benchmark_of
-from m6bench._run import resolve_benchmark
-from m6bench._specs import LoadContext
 from m6bench.cli import main
+from m6bench.data.specs import LoadContext
+from m6bench.protocols.cuts import deduplicate
+from m6bench.registry.catalog import load_catalog
+from m6bench.runs.loading import load_dataset
+from m6bench.runs.prepare import benchmark_version, cached_benchmark_version
+from m6bench.runs.reproduce import benchmark_of
+from m6bench.runs.run import resolve_benchmark
 from m6bench_leaderboard import read_ledger
 
 GENRES = ["unknown", "Action", "Comedy", "Drama"]

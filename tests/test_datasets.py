@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from m6bench._dataset import Dataset
-from m6bench._loading import default_context, load_dataset
-from m6bench._plugins import load_catalog
-from m6bench._registry import Registry
-from m6bench._specs import DatasetSpec, LoadContext
 from m6bench.builtin import datasets as builtin
+from m6bench.data.cache import default_context
+from m6bench.data.dataset import Dataset
+from m6bench.data.specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError
+from m6bench.registry.catalog import load_catalog
+from m6bench.registry.registry import Registry
+from m6bench.runs.loading import load_dataset
 from m6bench.testing import real_data_folder
 
 BUILTIN_NAMES = {"synthetic", "recbole", "ml-100k", "ml-1m", "csv", "hf"}

@@ -9,10 +9,10 @@ import torch
 
 import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
-from m6bench._benchmark import prepare_benchmark
-from m6bench._config import resolve_config
-from m6bench._train import train_model
+from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import real_data_folder
+from m6bench.training.loop import train_model
 from m6bench_deep import FMInteraction
 from m6bench_deep.fields import field_table
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from m6bench import csr_row_entries
-from m6bench._benchmark import csr_matrix
-from m6bench._evaluate import (
+from m6bench.data.prepared import csr_matrix
+from m6bench.evaluation.ranking import (
     beyond_accuracy,
     binary_metrics,
     evaluate_ranking,

@@ -8,8 +8,8 @@ import torch
 
 import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
-from m6bench._benchmark import prepare_benchmark
-from m6bench._config import resolve_config
+from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_gnn_mf import GNN_MF_DEFAULTS, GraphPropagation, normalised_adjacency
 from m6bench_gnn_mf.graph import combination_weights, propagate_once

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from scipy import stats
 
 from m6bench import BenchmarkSpec, ModelSpec, Recommender, hookimpl, load_catalog
-from m6bench._plugins import PluginFailureWarning
 from m6bench.cli import main
 from m6bench.errors import ConfigError
+from m6bench.registry.catalog import PluginFailureWarning
 from m6bench_leaderboard import (
     BoardError,
     append_record,
@@ -407,7 +407,7 @@ model = "anything"
 
 
 def test_board_run_is_idempotent_resumes_and_survives_failures(tmp_path):
-    from m6bench._board import run_board
+    from m6bench.board.board import run_board
 
     catalog = _tiny_catalog()
     ledger = tmp_path / "ledger.jsonl"
@@ -476,7 +476,7 @@ trials = 1
 
 def test_a_model_listed_per_benchmark_gets_each_entrys_budget_and_a_run_can_take_a_part(
         tmp_path):
-    from m6bench._board import run_board
+    from m6bench.board.board import run_board
 
     catalog = _tiny_catalog()
     ledger = tmp_path / "ledger.jsonl"
@@ -510,7 +510,7 @@ def test_a_model_listed_per_benchmark_gets_each_entrys_budget_and_a_run_can_take
 
 
 def test_board_unknown_benchmark_fails_before_running(tmp_path):
-    from m6bench._board import run_board
+    from m6bench.board.board import run_board
 
     board = tmp_path / "b.toml"
     board.write_text('[board]\nname="x"\nbenchmarks=["ml-100kk"]\n[budget]\ntrials=1\n'

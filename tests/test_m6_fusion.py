@@ -11,10 +11,11 @@ import torch
 
 import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
-from m6bench._benchmark import prepare_benchmark
-from m6bench._config import resolve_config
-from m6bench._train import evaluate_part, train_model
+from m6bench.evaluation.evaluator import evaluate_part
+from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import real_data_folder
+from m6bench.training.loop import train_model
 from m6bench_m6_fusion import TextVectorCache, register_text_encoder
 from m6bench_m6_fusion.features import context_codes, context_profiles, evidence_bands
 

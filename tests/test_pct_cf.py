@@ -11,8 +11,8 @@ import torch
 
 import m6bench
 from m6bench import BenchmarkSpec, LoadContext, load_catalog
-from m6bench._benchmark import prepare_benchmark
-from m6bench._config import resolve_config
+from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_pct_cf import XDOMAIN_OVERRIDES, feature_tensors
 from m6bench_pct_cf.model import home_domains

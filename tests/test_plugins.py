@@ -11,7 +11,7 @@ import pytest
 
 import m6bench
 from m6bench import ModelSpec, PluginError, hookimpl, load_catalog
-from m6bench._plugins import PluginFailureWarning
+from m6bench.registry.catalog import PluginFailureWarning
 
 
 def _install_fake_distribution(root, dist: str, entry_name: str, module: str, source: str):

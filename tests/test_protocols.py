@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from m6bench import Dataset, ProtocolError
-from m6bench._protocols import (
+from m6bench.protocols.cuts import (
     cold_items,
     cold_users,
     deduplicate,

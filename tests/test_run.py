@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 import m6bench
 from m6bench import ConfigError, ModelSpec, Recommender, RunFailed, hookimpl, load_catalog
-from m6bench._config import resolve_config
 from m6bench.cli import main
+from m6bench.runs.config import resolve_config
 from m6bench_leaderboard import read_ledger
 
 
@@ -136,9 +136,9 @@ def test_listing_commands():
 # ----------------------------------------------------------------------------- negatives
 @pytest.mark.parametrize("bitmap", [True, False], ids=["bitmap", "binary-search"])
 def test_membership_and_true_negatives_match_a_python_set(bitmap, monkeypatch, tmp_path):
-    import m6bench._model as model_module
+    import m6bench.data.trainset as model_module
     from m6bench import BenchmarkSpec, LoadContext
-    from m6bench._benchmark import prepare_benchmark
+    from m6bench.runs.prepare import prepare_benchmark
 
     if not bitmap:
         monkeypatch.setattr(model_module, "BITMAP_MAX_PAIRS", 0)
@@ -162,7 +162,7 @@ def test_bpr_batches_cover_every_interaction_once_with_true_negatives(tmp_path):
     from collections import Counter
 
     from m6bench import BenchmarkSpec, LoadContext
-    from m6bench._benchmark import prepare_benchmark
+    from m6bench.runs.prepare import prepare_benchmark
 
     spec = BenchmarkSpec("bpr-batches", dataset="synthetic",
                          dataset_options={"n_users": 120, "n_items": 90, "density": 0.1})

@@ -21,9 +21,9 @@ import tomllib
 from click.testing import CliRunner
 
 from m6bench import PluginError, load_catalog
-from m6bench._plugins import PluginFailureWarning
-from m6bench._scaffold import create_plugin, names_for
 from m6bench.cli import main
+from m6bench.cli.scaffold import create_plugin, names_for
+from m6bench.registry.catalog import PluginFailureWarning
 from m6bench.testing import check_plugin
 
 REPO = Path(__file__).resolve().parents[1]

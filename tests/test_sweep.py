@@ -18,9 +18,9 @@ import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
-import m6bench._sweep
+import m6bench.sweeps.sweep
 from m6bench import ModelSpec, Recommender, hookimpl, load_catalog
-from m6bench._sweep import finished_counts, make_storage
+from m6bench.sweeps.sweep import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
 
 SMALL = {"n_users": 200, "n_items": 120}
@@ -33,7 +33,7 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def test_pruner_prunes_bpr_trials_early(tmp_path):
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     ledger = tmp_path / "ledger.jsonl"
     result = sweep("classic", model="bpr-mf", dataset="synthetic", dataset_options=SMALL,
@@ -72,7 +72,7 @@ class _Fragile(Recommender):
 
 
 def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     plugin = types.ModuleType("fragile")
 
@@ -114,7 +114,7 @@ class _Shaped(_Fragile):
 
 
 def test_trial_zero_runs_defaults_that_are_not_points_of_the_search_space(tmp_path):
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     plugin = types.ModuleType("shaped")
     defaults = {"boom": False, "hidden": [600], "weight_decay": 0.0}
@@ -149,16 +149,16 @@ def test_the_final_with_the_trial_seed_is_the_best_trials_own_run(tmp_path, monk
     """Seed 0's final is the best trial's run copied (no second training); other seeds train,
     and a fresh run of the same config and seed gives the copied metrics exactly."""
     from m6bench import run
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     executed = []
-    real_execute = m6bench._sweep.execute
+    real_execute = m6bench.sweeps.sweep.execute
 
     def counting_execute(plan, **kwargs):
         executed.append((plan.request.kind, plan.request.seed))
         return real_execute(plan, **kwargs)
 
-    monkeypatch.setattr(m6bench._sweep, "execute", counting_execute)
+    monkeypatch.setattr(m6bench.sweeps.sweep, "execute", counting_execute)
     ledger = tmp_path / "ledger.jsonl"
     fixed = {"epochs": 4, "patience": 4, "eval_every": 1}
     result = sweep("classic", model="bpr-mf", dataset="synthetic", dataset_options=SMALL,
@@ -258,7 +258,7 @@ def test_a_worker_killed_before_its_trial_beat_once_leaves_a_trial_that_is_retri
         tmp_path, monkeypatch, enqueued):
     # Optuna beats only once the objective starts; a SIGKILL between study.ask and then
     # used to leave a running trial that was never stale, and every resumption waited on it.
-    monkeypatch.setattr(m6bench._sweep, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(m6bench.sweeps.sweep, "HEARTBEAT_SECONDS", 1)
     storage = make_storage(f"sqlite:///{tmp_path / 'orphan.db'}")
     study = optuna.create_study(storage=storage, study_name="orphan")
     if enqueued:
@@ -294,7 +294,7 @@ class _InterruptedInAFinaliser(_Fragile):
 
 
 def test_an_interrupt_lost_in_a_finaliser_still_stops_the_sweep(tmp_path):
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     plugin = types.ModuleType("interrupted")
 
@@ -320,7 +320,7 @@ def test_an_interrupt_lost_in_a_finaliser_still_stops_the_sweep(tmp_path):
 
 
 def test_worker_joins_a_shared_study(tmp_path):
-    from m6bench._sweep import join_study, sweep
+    from m6bench.sweeps.sweep import join_study, sweep
 
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     result = sweep("classic", model="ease", dataset="synthetic", dataset_options=SMALL,
@@ -337,7 +337,7 @@ def test_worker_joins_a_shared_study(tmp_path):
 def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tmp_path,
                                                                               monkeypatch):
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    real_storage = m6bench._sweep._HeartbeatFromTheStart
+    real_storage = m6bench.sweeps.sweep._HeartbeatFromTheStart
     calls = []
 
     class LosesTheRaceOnce(real_storage):
@@ -349,7 +349,7 @@ def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tm
                     "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(m6bench._sweep, "_HeartbeatFromTheStart", LosesTheRaceOnce)
+    monkeypatch.setattr(m6bench.sweeps.sweep, "_HeartbeatFromTheStart", LosesTheRaceOnce)
     storage = make_storage(url)
     assert len(calls) == 2
     study = optuna.create_study(storage=storage, study_name="after-the-race")
@@ -359,7 +359,7 @@ def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tm
 
 def test_no_budget_is_an_error():
     from m6bench import ConfigError
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     with pytest.raises(ConfigError, match="needs a budget"):
         sweep("classic", trials=None, timeout=None)
@@ -371,7 +371,7 @@ assert torch  # the models above are torch modules
 def test_a_trial_finishing_during_the_budget_check_still_fills_the_budget():
     """Another worker's last trial completes between two reads of the study (the race that
     once ended a shared 10-trial study with 11): the starting trial must still give way."""
-    from m6bench._sweep import _BudgetReached, _Objective
+    from m6bench.sweeps.sweep import _BudgetReached, _Objective
 
     def trials(last_state):
         done = [types.SimpleNamespace(number=n, state=TrialState.COMPLETE, user_attrs={})

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from m6bench import ModelSpec, Recommender, RunFailed, hookimpl, load_catalog
-from m6bench._sweep import ERROR_ATTR, finished_counts, make_storage
+from m6bench.sweeps.sweep import ERROR_ATTR, finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
 
 SMALL = {"n_users": 200, "n_items": 120}
@@ -107,7 +107,7 @@ def _assert_no_config_twice(study):
 def test_continuing_a_study_never_repeats_a_finished_config(tmp_path):
     """A second process (same storage and study) used to re-seed the sampler with the same
     seed and sample the first process's configs again."""
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     ledger = tmp_path / "ledger.jsonl"
@@ -127,7 +127,7 @@ def test_continuing_a_study_never_repeats_a_finished_config(tmp_path):
 def test_a_tiny_space_ends_the_sweep_once_exhausted(tmp_path):
     """Defaults plus two configs: a budget of 6 stops at 3 finished trials, not 6 with
     repeats; a model with nothing to sample runs once."""
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     lines = []
     ledger = tmp_path / "ledger.jsonl"
@@ -136,7 +136,7 @@ def test_a_tiny_space_ends_the_sweep_once_exhausted(tmp_path):
                    report=lines.append)
     assert result.counts["finished"] == 3 and result.counts["complete"] == 3, result.counts
     _assert_no_config_twice(result.study)
-    from m6bench._sweep import DUPLICATE_ATTR
+    from m6bench.sweeps.sweep import DUPLICATE_ATTR
 
     refused = [t for t in result.study.get_trials(deepcopy=False)
                if DUPLICATE_ATTR in t.user_attrs]
@@ -152,7 +152,7 @@ def test_a_tiny_space_ends_the_sweep_once_exhausted(tmp_path):
 def test_a_sampled_config_equal_to_the_defaults_is_refused(tmp_path):
     """Configs are compared as the objective would run them, not as Optuna's params: the
     defaults trial has no params, yet a sample resolving to its config repeats it."""
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     plugin = types.ModuleType("same")
 
@@ -172,11 +172,11 @@ def test_a_sampled_config_equal_to_the_defaults_is_refused(tmp_path):
 RUNNER = """
 import sys
 sys.path.insert(0, {tests!r})
-import m6bench._sweep
+import m6bench.sweeps.sweep
 import m6bench.cli
 from m6bench import load_catalog
 from test_sweep_trust import trust_plugin
-m6bench._sweep.HEARTBEAT_SECONDS = 1  # a killed worker's trial is retried after 3 s
+m6bench.sweeps.sweep.HEARTBEAT_SECONDS = 1  # a killed worker's trial is retried after 3 s
 m6bench.cli._catalog = lambda: load_catalog([("trust", trust_plugin())])
 m6bench.cli.main()
 """
@@ -281,7 +281,7 @@ def test_a_diverged_training_is_a_failed_run_with_its_reason(tmp_path):
 
 
 def test_the_divergence_rule():
-    from m6bench._train import TrainingDiverged, check_losses
+    from m6bench.training.loop import TrainingDiverged, check_losses
 
     first: dict[str, float] = {}
     check_losses({"bpr": 0.69, "l2": 0.002}, 1, first)
@@ -297,7 +297,7 @@ def test_the_divergence_rule():
 
 
 def test_a_diverged_trial_is_a_failed_trial_and_the_sweep_goes_on(tmp_path):
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     lines = []
     result = sweep("trust", model="blows-up", dataset="synthetic", dataset_options=SMALL,
@@ -320,7 +320,7 @@ def test_ctrl_c_as_a_trials_heartbeat_starts_stops_the_sweep_and_leaves_no_threa
     running.  Seen as a hung SIGINT in test_sweep's resume test on a loaded machine."""
     from optuna.storages._heartbeat import HeartbeatThread
 
-    from m6bench._sweep import sweep
+    from m6bench.sweeps.sweep import sweep
 
     real_start = HeartbeatThread.start
     started = []

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from m6bench import load_catalog
-from m6bench._board import run_board
-from m6bench._provenance import clear_code_cache, git_state, source_hash
-from m6bench._reproduce import reproduce
+from m6bench.board.board import run_board
 from m6bench.cli import main
 from m6bench.errors import CodeChanged
+from m6bench.registry.provenance import clear_code_cache, git_state, source_hash
+from m6bench.runs.reproduce import reproduce
 from m6bench_leaderboard import (
     build_leaderboard,
     build_site,

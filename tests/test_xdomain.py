@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from m6bench import BenchmarkSpec, Dataset, LoadContext, ProtocolError, load_catalog
-from m6bench._benchmark import _to_device, prepare_benchmark
-from m6bench._protocols import cross_domain_target, validate_split
 from m6bench.builtin.datasets import GENRE_GROUPS, genre_domain, ml1m_age_group
+from m6bench.evaluation.candidates import candidate_masks
+from m6bench.protocols.cuts import cross_domain_target, validate_split
+from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import real_data_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
@@ -94,22 +95,21 @@ def test_cross_domain_target_cut_errors_are_clear():
 
 
 def test_domain_candidates_are_the_target_domain_items():
-    catalog = load_catalog()
     rows = [("s0", "i0", "source"), ("s0", "i1", "source"), ("s1", "i2", "source"),
             ("t0", "i1", "target"), ("t0", "i3", "target"), ("t1", "i3", "target")]
     dataset = Dataset.from_frames("toy", pd.DataFrame(rows, columns=["user", "item", "domain"]))
     split = cross_domain_target(dataset, 0, {"target": "target", "ratios": [0.5, 0.0, 0.5]})
     spec = BenchmarkSpec("toy-x", dataset="toy", protocol="xdomain-target",
                          candidates="domain:target")
-    bench = _to_device(catalog, spec, dataset, split, seed=0, device=torch.device("cpu"),
-                       timings={})
+    candidates_valid, candidates_test = candidate_masks(spec, dataset, split,
+                                                       torch.device("cpu"))
     expected = {"i1", "i3"}
-    chosen = {dataset.item_ids[i] for i in torch.nonzero(bench.candidates_test).flatten()}
+    chosen = {dataset.item_ids[i] for i in torch.nonzero(candidates_test).flatten()}
     assert chosen == expected
-    assert torch.equal(bench.candidates_valid, bench.candidates_test)
+    assert torch.equal(candidates_valid, candidates_test)
     bad = BenchmarkSpec("toy-y", dataset="toy", candidates="domain:music")
     with pytest.raises(ProtocolError, match="no domain 'music'"):
-        _to_device(catalog, bad, dataset, split, seed=0, device=torch.device("cpu"), timings={})
+        candidate_masks(bad, dataset, split, torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------- loaders

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from m6bench._specs import BenchmarkSpec, ComponentSpec, DatasetSpec, ModelSpec, ProtocolSpec
+    from m6bench.data.specs import BenchmarkSpec, DatasetSpec
+    from m6bench.protocols.spec import ProtocolSpec
+    from m6bench.training.specs import ComponentSpec, ModelSpec
 
 PROJECT = "m6bench"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from m6bench._specs import BenchmarkSpec
+from m6bench.data.specs import BenchmarkSpec
 from m6bench.hookspecs import hookimpl
 
 DEFAULT_BENCHMARK = "synthetic"

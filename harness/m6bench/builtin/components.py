@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from m6bench._specs import ComponentSpec
-from m6bench._tensor import row_gradient
 from m6bench.hookspecs import hookimpl
+from m6bench.tensor import row_gradient
+from m6bench.training.specs import ComponentSpec
 
 
 class _GatherRows(torch.autograd.Function):

@@ -17,14 +17,14 @@ Five loaders ship with m6bench:
     The HuggingFace ``datasets`` hub, or its local builders (``csv``, ``json``, ``parquet``).
 
 Each loader has a cheap ``fingerprint`` (file bytes or generator parameters plus a loader
-version string) so that :func:`m6bench._loading.load_dataset` can serve the Arrow cache
+version string) so that :func:`m6bench.runs.loading.load_dataset` can serve the Arrow cache
 without parsing anything.  Bump a loader's version string whenever its output changes for
 the same input, or stale caches would be served.
 
 Every loader that reads interactions takes the option ``duplicates`` (``last``, ``first``,
 ``sum`` or ``error``; default ``last``): what to do with several interactions of one (user,
 item) pair, applied by :meth:`~m6bench.Dataset.from_frames` (see
-:func:`m6bench._dataset.merge_duplicates`).
+:func:`m6bench.data.dataset.merge_duplicates`).
 
 Side-table conventions, shared by every loader so that encoders see one format:
 ``categorical`` and ``text`` columns are strings, ``categorical_seq`` columns are strings of
@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from m6bench._dataset import DEFAULT_DUPLICATES, Dataset, content_fingerprint
-from m6bench._specs import DatasetSpec, LoadContext
+from m6bench.data.dataset import DEFAULT_DUPLICATES, Dataset, content_fingerprint
+from m6bench.data.specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError
 from m6bench.hookspecs import hookimpl
 

@@ -1,4 +1,4 @@
-"""The training loop: epochs, early stopping on the benchmark's validation metric, evaluation."""
+"""The training loop: epochs, early stopping on the benchmark's validation metric."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ from typing import Any
 
 import torch
 
-from m6bench._benchmark import Part, PreparedBenchmark
-from m6bench._evaluate import (
-    RankingResult,
-    binary_metrics,
-    evaluate_ranking,
-    rating_metrics,
-)
-from m6bench._model import Recommender
+from m6bench.data.prepared import PreparedBenchmark
 from m6bench.errors import M6BenchError
+from m6bench.evaluation.evaluator import Evaluation, evaluate_part
+from m6bench.training.recommender import Recommender
 
 # A training loss is taken as diverged when it is NaN or infinite, when its magnitude passes
 # LOSS_LIMIT (the built-in models report per-example means, from ~1e-3 to ~1e3; a learning
@@ -27,7 +22,11 @@ from m6bench.errors import M6BenchError
 # LOSS_GROWTH times the first epoch's (at least LOSS_FLOOR, so a regulariser starting near
 # zero may grow).
 LOSS_LIMIT = 1e10
+
+
 LOSS_GROWTH = 1e3
+
+
 LOSS_FLOOR = 1.0
 
 
@@ -62,12 +61,6 @@ def check_losses(losses: Mapping[str, float], epoch: int, first: dict[str, float
 
 
 @dataclass
-class Evaluation:
-    metrics: dict[str, float]
-    ranking: RankingResult | None = None
-
-
-@dataclass
 class TrainOutcome:
     epochs: int = 0
     best_epoch: int = 0
@@ -76,46 +69,6 @@ class TrainOutcome:
     evaluate_seconds: float = 0.0
     valid: Evaluation | None = None
     test: Evaluation | None = None
-
-
-def evaluate_part(
-    model: Recommender,
-    bench: PreparedBenchmark,
-    part: str,
-    *,
-    tasks: tuple[str, ...],
-    batch_size: int,
-) -> Evaluation:
-    """All pinned metrics of the benchmark on ``part`` ("valid" or "test")."""
-    model.eval()
-    target: Part = bench.valid if part == "valid" else bench.test
-    masks = [bench.train.matrix] + ([bench.valid.truth] if part == "test" else [])
-    metrics: dict[str, float] = {}
-    ranking = None
-    with torch.no_grad():
-        if "ranking" in tasks and target.size:
-            ranking = evaluate_ranking(
-                model.score,
-                truth=target.truth,
-                masks=masks,
-                ks=bench.spec.ks,
-                n_items=bench.train.n_items,
-                item_popularity=bench.train.item_popularity,
-                n_train_users=bench.train.n_users,
-                candidates=bench.candidates_valid if part == "valid" else bench.candidates_test,
-                batch_size=batch_size,
-                device=bench.device,
-                owner=model,
-            )
-            metrics.update(ranking.means())
-        if target.ratings is not None and target.size and ({"rating", "binary"} & set(tasks)):
-            predicted = model.predict(target.users, target.items)
-            if "rating" in tasks:
-                metrics.update(rating_metrics(predicted, target.ratings))
-            if "binary" in tasks:
-                threshold = bench.spec.rating_threshold or 4.0
-                metrics.update(binary_metrics(predicted - threshold, target.ratings >= threshold))
-    return Evaluation(metrics, ranking)
 
 
 def train_model(

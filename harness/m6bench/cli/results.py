@@ -20,7 +20,7 @@ LEDGER_HELP = "Ledger file (default m6bench-runs/ledger.jsonl or $M6BENCH_LEDGER
 
 
 def _ledger(ledger: str | None) -> Path:
-    from m6bench._run import default_ledger
+    from m6bench.runs.run import default_ledger
 
     return Path(ledger) if ledger else default_ledger()
 
@@ -38,7 +38,7 @@ def _load_board(path: str | None) -> Any:
 
 def _installed_code() -> dict[str, tuple[str | None, str | None]]:
     """Every loaded plugin's installed code as the leaderboard compares it with records."""
-    from m6bench._board import installed_code
+    from m6bench.board.board import installed_code
     from m6bench.cli import _catalog
 
     catalog = _catalog()
@@ -83,7 +83,7 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
     again.  A row that fails is reported and recorded, and the board goes on; the exit code
     is 1 when a row failed or is incomplete (0 with --allow-failures).
     """
-    from m6bench._board import board_rows, run_board
+    from m6bench.board.board import board_rows, run_board
     from m6bench.cli import _catalog
 
     spec = _load_board(file)
@@ -112,7 +112,7 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
 @click.argument("file", type=click.Path(dir_okay=False))
 def board_check(file: str) -> None:
     """Validate the board FILE: format, benchmark, plugin and model names."""
-    from m6bench._board import check_names
+    from m6bench.board.board import check_names
     from m6bench.cli import _catalog
 
     spec = _load_board(file)
@@ -212,8 +212,8 @@ def reproduce(run_id: str, ledger: str | None, tolerance: float | None, device: 
     differs from the record's, so nothing is run (--allow-code-change runs and compares
     anyway, and then exits 0 or 1 by the metrics, saying the code differed).
     """
-    from m6bench._reproduce import reproduce as run_reproduce
     from m6bench.cli import _catalog
+    from m6bench.runs.reproduce import reproduce as run_reproduce
 
     result = run_reproduce(run_id, ledger=_ledger(ledger), tolerance=tolerance, device=device,
                            record=not no_record, catalog=_catalog(),

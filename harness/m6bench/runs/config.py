@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
-from m6bench.errors import ConfigError
+from m6bench.errors import ConfigError, did_you_mean
 
 # Keys the harness's training loop reads; a model's defaults may override their values.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -96,11 +96,12 @@ def resolve_config(
     file_values: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     model_name: str = "model",
+    choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     """Merge training defaults, model defaults, a config file and overrides, type-checked.
 
     A key that neither the training loop nor the model accepts is an error that lists the
-    accepted keys.
+    accepted keys; so is a value outside the key's declared ``choices``.
     """
     defaults = {**TRAIN_DEFAULTS, **dict(model_defaults)}
     resolved = dict(defaults)
@@ -117,6 +118,13 @@ def resolve_config(
     for key, value in resolved.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}={value} is not a finite number.")
+    for key, allowed in (choices or {}).items():
+        if key in resolved and resolved[key] not in allowed:
+            raise ConfigError(
+                did_you_mean(str(resolved[key]), [str(a) for a in allowed],
+                             what=f"value of {key!r} for {model_name!r}")
+                + f" For example --set {key}={allowed[0]}."
+            )
     return resolved
 
 

@@ -24,12 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from m6bench._benchmark import benchmark_version as version_of_benchmark
-from m6bench._plugins import Catalog, load_catalog
-from m6bench._provenance import harness_identity
-from m6bench._run import default_ledger
-from m6bench._sweep import SweepSpec, sweep
 from m6bench.errors import ConfigError, M6BenchError, PluginError
+from m6bench.registry.catalog import Catalog, load_catalog
+from m6bench.registry.provenance import harness_identity
+from m6bench.runs.prepare import benchmark_version as version_of_benchmark
+from m6bench.runs.run import default_ledger
+from m6bench.sweeps.sweep import SweepSpec, sweep
 from m6bench_leaderboard import SCHEMA_VERSION, append_record, code_key, read_records
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, load_board
 

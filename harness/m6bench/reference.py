@@ -10,9 +10,9 @@
 
 Regenerate after changing a hook spec, a spec dataclass or a rule::
 
-    python -m m6bench._hookdoc --write      # rewrite the blocks in the guide
-    python -m m6bench._hookdoc --check      # exit 1 when the guide is out of date
-    python -m m6bench._hookdoc              # print the hook reference
+    python -m m6bench.reference --write      # rewrite the blocks in the guide
+    python -m m6bench.reference --check      # exit 1 when the guide is out of date
+    python -m m6bench.reference              # print the hook reference
 
 A test compares the guide's blocks with a fresh rendering and fails with the command above.
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REGENERATE = "python -m m6bench._hookdoc --write"
+REGENERATE = "python -m m6bench.reference --write"
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "writing-a-plugin.md"
 _BANNER = re.compile(r"^# -{3,}\s*(?P<title>\S.*)$")
 _ROLE = re.compile(r":[a-z]+:`~?(?P<target>[^`]+)`")
@@ -281,7 +281,7 @@ def stale_blocks(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m6bench._hookdoc",
+    parser = argparse.ArgumentParser(prog="python -m m6bench.reference",
                                      description="Generate the plugin guide's reference.")
     parser.add_argument("--write", action="store_true", help="rewrite the guide's blocks")
     parser.add_argument("--check", action="store_true", help="exit 1 if the guide is stale")

@@ -11,9 +11,9 @@ from typing import Any
 import click
 from tabulate import tabulate
 
-from m6bench._config import parse_assignments
-from m6bench._plugins import Catalog, PluginFailureWarning, load_catalog
 from m6bench.errors import M6BenchError
+from m6bench.registry.catalog import Catalog, PluginFailureWarning, load_catalog
+from m6bench.runs.config import parse_assignments
 from m6bench_leaderboard.redact import redact_text
 
 
@@ -52,6 +52,10 @@ class FriendlyGroup(click.Group):
 @click.version_option(package_name="m6bench")
 def main() -> None:
     """m6bench: fair, fast, reproducible benchmarks of recommender models."""
+    # the command line is an application: torch's notes that CSR tensors are beta (ours are
+    # built valid) say nothing its user can act on
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
 
 
 def _results_table(record: dict[str, Any]) -> str:
@@ -86,7 +90,7 @@ def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple
         config_file: str | None, device: str, ledger: str | None, quiet: bool,
         as_json: bool) -> None:
     """Train and evaluate one model on one benchmark, and record the run."""
-    from m6bench._run import RunRequest, execute, plan_run, prepare
+    from m6bench.runs.run import RunRequest, execute, plan_run, prepare
 
     request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
                          protocol=protocol, seed=seed, overrides=parse_assignments(assignments),
@@ -191,8 +195,8 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
     Each failed trial gets one line (its error); its traceback is in its run's record.  A
     study that ends with no complete trial exits with status 1.
     """
-    from m6bench._sweep import check_complete
-    from m6bench._sweep import sweep as run_sweep
+    from m6bench.sweeps.sweep import check_complete
+    from m6bench.sweeps.sweep import sweep as run_sweep
 
     if trials is None and timeout is None:
         trials = 20
@@ -228,7 +232,7 @@ def worker(storage: str, study_name: str, device: str, ledger: str | None, quiet
 
     Exits with status 1 when the study ends with no complete trial (see `sweep`).
     """
-    from m6bench._sweep import check_complete, join_study
+    from m6bench.sweeps.sweep import check_complete, join_study
 
     result = join_study(storage, study_name, device=device, ledger=ledger,
                         report=_reporter(quiet), report_failure=_failure_reporter())
@@ -284,7 +288,7 @@ def benchmarks() -> None:
     A version hashes the loaded data, so it is shown for data already in the cache (any run
     loads it) and '-' otherwise; listing never loads a dataset.
     """
-    from m6bench._benchmark import cached_benchmark_version
+    from m6bench.runs.prepare import cached_benchmark_version
 
     catalog = _catalog()
     rows = [[e.name, cached_benchmark_version(catalog, e.value) or "-", e.value.contract_hash,
@@ -303,7 +307,7 @@ def benchmarks() -> None:
               help="Folder to create (default: ./m6bench-NAME); must be new or empty.")
 def new_plugin(name: str, directory: str | None) -> None:
     """Scaffold a plugin package NAME: one working model, its tests, a README."""
-    from m6bench._scaffold import create_plugin
+    from m6bench.cli.scaffold import create_plugin
 
     catalog = _catalog()
     taken = set(catalog.plugins)
@@ -319,12 +323,9 @@ def new_plugin(name: str, directory: str | None) -> None:
                "tests green; the guide is docs/writing-a-plugin.md.")
 
 
-from m6bench._cli_results import board, leaderboard, reproduce  # noqa: E402
+from m6bench.cli.results import board, leaderboard, reproduce  # noqa: E402
 
 main.add_command(board)
 main.add_command(leaderboard)
 main.add_command(reproduce)
 
-
-if __name__ == "__main__":
-    main()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from m6bench._tensor import expand_csr
+from m6bench.tensor import expand_csr
 
 RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
 

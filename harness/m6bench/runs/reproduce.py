@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
-from m6bench._benchmark import benchmark_version
-from m6bench._plugins import Catalog, PluginInfo, load_catalog
-from m6bench._provenance import harness_identity
-from m6bench._run import RunRequest, default_ledger, execute, plan_run, resolve_device
-from m6bench._specs import BenchmarkSpec
+from m6bench.data.specs import BenchmarkSpec
 from m6bench.errors import CodeChanged, ConfigError
+from m6bench.registry.catalog import Catalog, PluginInfo, load_catalog
+from m6bench.registry.provenance import harness_identity
+from m6bench.runs.prepare import benchmark_version
+from m6bench.runs.run import RunRequest, default_ledger, execute, plan_run, resolve_device
 from m6bench_leaderboard import read_records
 
 GPU_TOLERANCE = 1e-3  # absolute, per metric, when either run is on a GPU

@@ -47,16 +47,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6bench._benchmark import PreparedBenchmark, _to_device
-from m6bench._config import resolve_config
-from m6bench._dataset import Dataset, content_fingerprint
-from m6bench._model import Recommender
-from m6bench._plugins import REGISTRATION_HOOKS, Catalog, PluginFailureWarning, load_catalog
-from m6bench._protocols import deduplicate
-from m6bench._run import seed_everything
-from m6bench._specs import TASKS, BenchmarkSpec, ComponentSpec, LoadContext, ModelSpec
-from m6bench._train import evaluate_part
+from m6bench.data.dataset import Dataset, content_fingerprint
+from m6bench.data.prepared import PreparedBenchmark, to_device
+from m6bench.data.specs import TASKS, BenchmarkSpec, LoadContext
 from m6bench.errors import M6BenchError, PluginError, did_you_mean
+from m6bench.evaluation.evaluator import evaluate_part
+from m6bench.protocols.cuts import deduplicate
+from m6bench.registry.catalog import REGISTRATION_HOOKS, Catalog, PluginFailureWarning, load_catalog
+from m6bench.runs.config import resolve_config
+from m6bench.runs.run import seed_everything
+from m6bench.training.recommender import Recommender
+from m6bench.training.specs import ComponentSpec, ModelSpec
 
 __all__ = [
     "KIT_BENCHMARK",
@@ -609,7 +610,7 @@ class _Checker:
                               "pass a function trial -> dict of config values, or None.")
         _json_defaults(spec.defaults, "ModelSpec.defaults")
         try:
-            return resolve_config(spec.defaults, model_name=name)
+            return resolve_config(spec.defaults, model_name=name, choices=spec.choices)
         except M6BenchError as exc:
             raise _RuleBroken("spec-fields", f"its defaults do not resolve as a config: {exc}",
                               "give every default a finite, JSON-typed value.") from exc
@@ -829,7 +830,8 @@ class _Checker:
                                   f"{_short(sampled)}, not a dict",
                                   "return a dict of config keys to sampled values.")
             try:
-                config = resolve_config(spec.defaults, overrides=sampled, model_name=name)
+                config = resolve_config(spec.defaults, overrides=sampled, model_name=name,
+                                        choices=spec.choices)
             except M6BenchError as exc:
                 raise _RuleBroken(
                     "search-space", f"sample {number + 1} {_short(dict(sampled))} is not a "
@@ -877,9 +879,9 @@ def _kit_benchmarks(catalog: Catalog, protocol: str, seed: int,
     dataset = deduplicate(loader.load({**loader.defaults, **spec.dataset_options}, context))
     cut = catalog.protocols.get(protocol)
     split = cut.cut(dataset, seed, {**cut.defaults, **spec.protocol_options})
-    bench = _to_device(catalog, spec, dataset, split, seed=seed, device=device, timings={})
-    variant = _to_device(catalog, spec, _heldout_variant(dataset, split.valid, split.test), split,
-                         seed=seed, device=device, timings={})
+    bench = to_device(spec, dataset, split, seed=seed, device=device, components=catalog)
+    variant = to_device(spec, _heldout_variant(dataset, split.valid, split.test), split,
+                        seed=seed, device=device, components=catalog)
     return bench, variant
 
 
@@ -1111,6 +1113,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n" + report.failure_text() + "\n")
     return 1 if report.failures else 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

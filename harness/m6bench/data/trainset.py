@@ -1,20 +1,40 @@
-"""The scoring interface every model exposes to the evaluator, and what it trains on."""
+"""The training part of a benchmark, resident on the run's device."""
 
 from __future__ import annotations
 
-import abc
+import contextlib
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, Protocol
 
-import numpy as np
 import pandas as pd
 import torch
 
-from m6bench._tensor import expand_csr
+from m6bench.tensor import expand_csr
 
-if TYPE_CHECKING:
-    from m6bench._plugins import Catalog
+
+class ComponentSource(Protocol):
+    """Builds registered encoders, fusions and heads by name (the catalog is one)."""
+
+    def component(self, family: str, name: str, **params: Any) -> torch.nn.Module: ...
+
+    def encoder(self, name: str, **params: Any) -> torch.nn.Module: ...
+
+    def fusion(self, name: str, **params: Any) -> torch.nn.Module: ...
+
+    def head(self, name: str, **params: Any) -> torch.nn.Module: ...
+
+
+@contextlib.contextmanager
+def quiet_sparse_warnings() -> Iterator[None]:
+    """Silence torch's notes that CSR tensors are beta and unchecked: ours are built valid by
+    construction, so the invariant checks are off on purpose (only within this block, so
+    no global warning filter changes on import)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
+        yield
 
 
 # The largest user x item grid whose membership bitmap is kept (64 MB of bits).
@@ -49,7 +69,7 @@ class TrainSet:
     device: torch.device
     seed: int
     generator: torch.Generator
-    components: Catalog
+    components: ComponentSource
 
     @property
     def n_interactions(self) -> int:
@@ -131,66 +151,3 @@ class TrainSet:
     @property
     def _sorted_keys(self) -> torch.Tensor:
         return expand_csr(self.matrix).keys  # CSR order is already sorted
-
-
-class Recommender(torch.nn.Module, abc.ABC):
-    """Base class of every model the harness trains and evaluates.
-
-    A model is built by its recipe's ``build(train, config)``.  The harness then calls
-    :meth:`fit_epoch` once (``iterative = False``: closed-form or one-pass models such as
-    EASE or ItemKNN) or once per epoch with early stopping on the benchmark's validation
-    metric (``iterative = True``), keeping the best ``state_dict``.  All state that scoring
-    needs must live in parameters or buffers so the best epoch can be restored and the model
-    saved.  Scores are higher-is-better; the evaluator masks training items itself.
-    """
-
-    iterative: ClassVar[bool] = False
-
-    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.n_users = train.n_users
-        self.n_items = train.n_items
-        self.config = dict(config)
-
-    @abc.abstractmethod
-    def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
-        """Train for one epoch (or fit completely); return named losses for the log.
-
-        Report per-example means: a loss that is not finite, passes 1e10 in magnitude, or
-        passes 1000 times its first epoch's (or 1, when that is smaller) fails the run as
-        diverged (``m6bench._train.check_losses``).
-        """
-
-    @abc.abstractmethod
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for a batch of users: int64 ``(B,)`` -> float ``(B, n_items)``."""
-
-    def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Prediction for (user, item) pairs, ``(N,)`` each -> ``(N,)``.
-
-        For the rating task this is the predicted rating; for the binary task a logit.  The
-        default gathers from :meth:`score`; models with a rating head override it.
-        """
-        out = torch.empty(users.shape, dtype=torch.float32, device=users.device)
-        unique_users, inverse = torch.unique(users, return_inverse=True)
-        for start in range(0, unique_users.numel(), 1024):
-            batch = unique_users[start : start + 1024]
-            scores = self.score(batch)
-            take = (inverse >= start) & (inverse < start + batch.numel())
-            out[take] = scores[inverse[take] - start, items[take]].float()
-        return out
-
-    def parameter_count(self) -> int:
-        """Parameters plus fitted persistent buffers (EASE's item matrix counts).
-
-        Non-persistent buffers (caches of the training data kept for scoring) do not count;
-        a sparse tensor counts its stored values.
-        """
-        return int(sum(
-            t._nnz() if t.layout != torch.strided else t.numel()
-            for t in self.state_dict().values()
-        ))
-
-
-def numpy_seed_from(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)

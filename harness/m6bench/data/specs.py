@@ -1,4 +1,4 @@
-"""What plugins register: typed, documented specs checked by the registry."""
+"""What a dataset loader and a benchmark are: typed specs plugins register."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import optuna
-    import torch
 
-    from m6bench._dataset import Dataset
-    from m6bench._model import Recommender, TrainSet
-    from m6bench._protocols import Split
+    from m6bench.data.dataset import Dataset
+
 
 TASKS = ("ranking", "rating", "binary")
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a dataset loader may use: where real data and caches live."""
+
+    data_dir: str | None
+    cache_dir: str
+    offline: bool = True
 
 
 @dataclass(frozen=True)
@@ -40,65 +46,6 @@ class DatasetSpec:
     fingerprint: Callable[[Mapping[str, Any], LoadContext], str] | None = None
 
 
-@dataclass(frozen=True)
-class LoadContext:
-    """What a dataset loader may use: where real data and caches live."""
-
-    data_dir: str | None
-    cache_dir: str
-    offline: bool = True
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    """A train/valid/test cut: ``cut(dataset, seed, options) -> Split``, deterministic."""
-
-    name: str
-    cut: Callable[[Dataset, int, Mapping[str, Any]], Split]
-    description: str = ""
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """One encoder, fusion or task head: ``build(**params) -> torch.nn.Module``.
-
-    ``family`` is ``"encoder"``, ``"fusion"`` or ``"head"``.  ``defaults`` lists every
-    parameter ``build`` accepts with its default; the caller's values override them.
-    """
-
-    family: str
-    name: str
-    build: Callable[..., torch.nn.Module]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model recipe.
-
-    ``build(train, config)`` returns a :class:`~m6bench.Recommender` for the training data;
-    ``config`` holds every key of ``defaults`` (possibly overridden).  ``search_space(trial)``
-    returns a partial config sampled from an Optuna trial.  ``tasks`` lists the tasks the
-    model supports (``ranking``, ``rating``, ``binary``); ``protocols`` the protocols it
-    supports (``None`` means all).  A plugin that registers several models marks one
-    ``default=True``.  ``components`` names the encoders, fusions and heads the recipe
-    composes (documentation and the ``models`` listing).
-    """
-
-    name: str
-    build: Callable[[TrainSet, Mapping[str, Any]], Recommender]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    search_space: Callable[[optuna.Trial], dict[str, Any]] | None = None
-    tasks: tuple[str, ...] = ("ranking",)
-    protocols: tuple[str, ...] | None = None
-    default: bool = False
-    description: str = ""
-    paper: str = ""
-    components: tuple[str, ...] = ()
-
-
 # The fields of a benchmark that pin how it is cut and scored (everything but its name, its
 # description and where its data comes from): with the loaded data, they make the version.
 CONTRACT_FIELDS = ("protocol", "protocol_options", "tasks", "ks", "valid_metric",
@@ -113,7 +60,7 @@ class BenchmarkSpec:
     data (its content fingerprint and feature kinds) and the contract fields (protocol and
     its options, tasks, ks, valid metric, rating threshold, k-core, candidates), never a
     path or the route that loaded the data.  It needs the data, so it is not a property of
-    the spec: see ``m6bench._benchmark.benchmark_version``.  :attr:`contract_hash` hashes
+    the spec: see ``m6bench.runs.prepare.benchmark_version``.  :attr:`contract_hash` hashes
     the contract fields alone.
     """
 

@@ -16,10 +16,12 @@ import pluggy
 import torch
 
 from m6bench import hookspecs
-from m6bench._provenance import plugin_identity
-from m6bench._registry import Registry
-from m6bench._specs import BenchmarkSpec, ComponentSpec, DatasetSpec, ModelSpec, ProtocolSpec
+from m6bench.data.specs import BenchmarkSpec, DatasetSpec
 from m6bench.errors import ConfigError, PluginError, did_you_mean
+from m6bench.protocols.spec import ProtocolSpec
+from m6bench.registry.provenance import plugin_identity
+from m6bench.registry.registry import Registry
+from m6bench.training.specs import ComponentSpec, ModelSpec
 
 ENTRY_POINT_GROUP = "m6bench"
 DISABLE_ENV = "M6BENCH_DISABLE_PLUGINS"

@@ -28,22 +28,12 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from m6bench._benchmark import benchmark_version
-from m6bench._config import config_hash, resolve_config
-from m6bench._plugins import Catalog, load_catalog
-from m6bench._run import (
-    RunFailed,
-    RunPlan,
-    RunRequest,
-    default_ledger,
-    execute,
-    plan_run,
-)
 from m6bench.errors import ConfigError, M6BenchError
+from m6bench.registry.catalog import Catalog, load_catalog
+from m6bench.runs.config import config_hash, resolve_config
+from m6bench.runs.prepare import benchmark_version
+from m6bench.runs.run import RunFailed, RunPlan, RunRequest, default_ledger, execute, plan_run
 from m6bench_leaderboard import append_record, read_ledger, redact_text
-
-# heartbeats and stale-trial retry are what resumption rests on; Optuna labels them experimental
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 PRUNERS = ("median", "hyperband", "none")
 HEARTBEAT_SECONDS = 5
@@ -152,6 +142,15 @@ def resumed_sampler_seed(seed: int, trials_in_study: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+@contextlib.contextmanager
+def _experimental_features() -> Iterator[None]:
+    """Heartbeats and stale-trial retry are what resumption rests on; Optuna labels them
+    experimental, and its warning says nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
     engine_kwargs: dict[str, Any] = {}
@@ -160,15 +159,16 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
 
     def open_storage() -> optuna.storages.RDBStorage:
-        return _HeartbeatFromTheStart(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=HEARTBEAT_SECONDS * STALE_AFTER_BEATS,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=3
-            ),
-        )
+        with _experimental_features():
+            return _HeartbeatFromTheStart(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=HEARTBEAT_SECONDS * STALE_AFTER_BEATS,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+            )
 
     try:
         return open_storage()
@@ -297,7 +297,8 @@ class _Objective:
         overrides = {**self.spec.overrides, **sampled}
         try:
             config = resolve_config(self.plan.model_spec.defaults, overrides=overrides,
-                                    model_name=self.plan.model_name)
+                                    model_name=self.plan.model_name,
+                                    choices=self.plan.model_spec.choices)
         except ConfigError as exc:
             trial.set_user_attr(ERROR_ATTR, f"ConfigError: {exc}")
             raise
@@ -509,6 +510,13 @@ def optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
     config is evaluated twice in a study: a repeated sample is refused and the sampler asked
     again, and the sweep stops early when the search space looks exhausted.
     """
+    with _experimental_features():
+        _optimize(study, spec, plan, report, report_failure)
+
+
+def _optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
+              report: Callable[[str], None],
+              report_failure: Callable[[str], None] | None) -> None:
     interruption = _Interruption()
     objective = _Objective(spec, plan, study.study_name, report, interruption)
     waiting_reported = False
@@ -649,7 +657,7 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
     # a study begun before trials kept their overrides has their resolved config
     overrides = dict(best.user_attrs.get(OVERRIDES_ATTR, best_config))
     config = resolve_config(plan.model_spec.defaults, overrides=overrides,
-                            model_name=plan.model_name)
+                            model_name=plan.model_name, choices=plan.model_spec.choices)
     records = read_ledger(plan.ledger).records
     done = {
         r["seed"] for r in records

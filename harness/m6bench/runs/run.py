@@ -17,19 +17,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from m6bench import _provenance
-from m6bench._benchmark import PreparedBenchmark, benchmark_version, prepare_benchmark
-from m6bench._config import config_hash, read_config_file, resolve_config
-from m6bench._plugins import Catalog, load_catalog
-from m6bench._specs import BenchmarkSpec, ModelSpec
-from m6bench._train import TrainOutcome, train_model
 from m6bench.builtin.benchmarks import DEFAULT_BENCHMARK
+from m6bench.data.prepared import PreparedBenchmark
+from m6bench.data.specs import BenchmarkSpec
 from m6bench.errors import ConfigError, LedgerError, M6BenchError, PluginError
+from m6bench.evaluation.evaluator import per_user_values, slices
+from m6bench.registry import provenance
+from m6bench.registry.catalog import Catalog, load_catalog
+from m6bench.runs.config import config_hash, read_config_file, resolve_config
+from m6bench.runs.prepare import benchmark_version, prepare_benchmark
+from m6bench.training.loop import TrainOutcome, train_model
+from m6bench.training.specs import ModelSpec
 from m6bench_leaderboard import SCHEMA_VERSION, RecordError, append_record, redact
 
 LEDGER_ENV = "M6BENCH_LEDGER"
+
+
 DEFAULT_LEDGER = Path("m6bench-runs") / "ledger.jsonl"
-PER_USER_METRICS = ("ndcg@10", "recall@10", "mrr@10")
 
 
 def default_ledger() -> Path:
@@ -157,7 +161,8 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
         )
     file_values = read_config_file(request.config_file) if request.config_file else None
     config = resolve_config(model_spec.defaults, file_values=file_values,
-                            overrides=request.overrides, model_name=model_name)
+                            overrides=request.overrides, model_name=model_name,
+                            choices=model_spec.choices)
     return RunPlan(
         request=request, catalog=catalog, plugin_name=request.plugin, model_name=model_name,
         model_spec=model_spec, benchmark=benchmark, config=config,
@@ -220,7 +225,7 @@ def execute(
         "seed": int(request.seed),
         "device": str(plan.device),
         "metrics": {},
-        "code": _provenance.code_identity(info.code()),
+        "code": provenance.code_identity(info.code()),
         "command": redact(list(request.command if request.command is not None else sys.argv)),
         "started_at": started_at.isoformat(),
         **dict(extra or {}),
@@ -254,8 +259,8 @@ def execute(
         record["parameters"] = model.parameter_count()
         record["metrics"] = {"valid": _clean(outcome.valid.metrics),
                              "test": _clean(outcome.test.metrics)}
-        record["slices"] = _slices(bench, outcome)
-        record["per_user"] = _per_user(bench, outcome)
+        record["slices"] = slices(bench, outcome.test)
+        record["per_user"] = per_user_values(bench, outcome.test)
     except BaseException as exc:
         pruned = type(exc).__name__ == "TrialPruned"
         record["status"] = "pruned" if pruned else "failed"
@@ -285,10 +290,10 @@ def _finish(record: dict[str, Any], plan: RunPlan, bench: PreparedBenchmark | No
         epochs=outcome.epochs,
         best_epoch=outcome.best_epoch,
         timings={k: round(v, 4) for k, v in timings.items()},
-        peak_rss_mb=round(_provenance.peak_rss_mb(), 1),
-        peak_gpu_mb=_provenance.peak_gpu_mb(plan.device),
-        hardware=_provenance.hardware(),
-        software=_provenance.software(plan.catalog.plugins[plan.plugin_name].distribution),
+        peak_rss_mb=round(provenance.peak_rss_mb(), 1),
+        peak_gpu_mb=provenance.peak_gpu_mb(plan.device),
+        hardware=provenance.hardware(),
+        software=provenance.software(plan.catalog.plugins[plan.plugin_name].distribution),
         ended_at=datetime.now(timezone.utc).isoformat(),
     )
     plan.catalog.hook.m6bench_run_end(record=record)
@@ -310,33 +315,6 @@ def _clean(values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _per_user(bench: PreparedBenchmark, outcome: TrainOutcome) -> dict[str, Any]:
-    ranking = outcome.test.ranking if outcome.test else None
-    if ranking is None:
-        return {}
-    out: dict[str, Any] = {"users": ranking.users.tolist()}
-    for name in dict.fromkeys((*PER_USER_METRICS, bench.spec.valid_metric)):
-        if name in ranking.per_user:
-            out[name] = [round(v, 6) for v in ranking.per_user[name].tolist()]
-    return out
-
-
-def _slices(bench: PreparedBenchmark, outcome: TrainOutcome) -> dict[str, dict[str, Any]]:
-    """Test ranking metrics for slices: cold-start users (no training rows), per domain."""
-    ranking = outcome.test.ranking if outcome.test else None
-    if ranking is None or ranking.users.numel() == 0:
-        return {}
-    slices: dict[str, dict[str, Any]] = {}
-    train_counts = torch.bincount(bench.train.users.cpu(), minlength=bench.train.n_users)
-    cold = train_counts[ranking.users] == 0
-    for name, chosen in (("warm-users", ~cold), ("cold-users", cold)):
-        if bool(chosen.any()):
-            slices[name] = {k: float(v[chosen].mean()) for k, v in ranking.per_user.items()
-                            if k.endswith("@10")}
-            slices[name]["users"] = int(chosen.sum())
-    return slices
 
 
 def run(

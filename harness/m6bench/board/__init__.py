@@ -1,0 +1,1 @@
+"""The board runner: every (benchmark, model) row of a board file swept and finalised."""

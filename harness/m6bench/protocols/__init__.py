@@ -1,0 +1,1 @@
+"""Protocols: deterministic train/valid/test cuts, validated, fingerprinted and cached."""

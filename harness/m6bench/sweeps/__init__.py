@@ -1,0 +1,2 @@
+"""Sweeps: Optuna studies over a model's search space, resumable and shared between
+workers, with finals on fresh seeds."""

@@ -1,0 +1,1 @@
+"""Training: the Recommender interface, model and component specs, and the training loop."""
