@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,16 +11,14 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_recbole.py"
 
 
+# the m6bench side runs real (tiny) trainings: their cache and ledger stay in tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")
+
+
 @pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("compare_recbole", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_recbole"] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
+def compare(script_module):
+    with script_module(SCRIPT, "compare_recbole") as module:
         yield module
-    finally:
-        sys.modules.pop("compare_recbole", None)
 
 
 def test_m6bench_side_makes_table_rows_on_a_tiny_synthetic_run(compare, tmp_path):

@@ -12,19 +12,25 @@ import re
 import sys
 import textwrap
 import types
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from plugins_for_tests import catalog_with, fake_plugin
 
-from m6bench import ComponentSpec, ModelSpec, Recommender, TrainSet, hookimpl, load_catalog
-from m6bench.data.prepared import PreparedBenchmark
+from m6bench import (
+    ComponentSpec,
+    ModelSpec,
+    PreparedBenchmark,
+    Recommender,
+    TrainSet,
+    hookimpl,
+)
 from m6bench.reference import BLOCKS, REGENERATE, render_guide, stale_blocks
-from m6bench.registry.catalog import PluginFailureWarning
 from m6bench.testing import (
+    KIT_BENCHMARK,
     RULES,
     ConformanceError,
     ConformanceReport,
@@ -38,9 +44,7 @@ MESSAGE = re.compile(r"plugin '(?P<plugin>[^']+)', (?P<subject>[^:]+): rule '(?P
 
 
 def _catalog(*plugins: tuple[str, object], entry_points: bool = False):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PluginFailureWarning)
-        return load_catalog(list(plugins), entry_points=entry_points)
+    return catalog_with(*plugins, entry_points=entry_points, failures_expected=True)
 
 
 def _installed_plugins() -> list[str]:
@@ -88,16 +92,10 @@ def _space(trial: Any) -> dict[str, Any]:
 
 def _model_plugin(name: str, model: type[Recommender] = TinyMF, *, search_space: Any = _space,
                   defaults: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = ("ranking",),
-                  ) -> types.ModuleType:
-    module = types.ModuleType(f"plugin_{name.replace('-', '_')}")
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec(name, build=model, defaults=defaults or {"dim": 8, "lr": 0.05},
-                           search_space=search_space, tasks=tasks))
-
-    module.m6bench_register_models = m6bench_register_models
-    return module
+                  choices: Mapping[str, tuple[Any, ...]] | None = None) -> types.ModuleType:
+    return fake_plugin(f"plugin_{name.replace('-', '_')}", models=[ModelSpec(
+        name, build=model, defaults=defaults or {"dim": 8, "lr": 0.05},
+        search_space=search_space, tasks=tasks, choices=choices or {})])
 
 
 def _failures(plugin: str, module: types.ModuleType) -> list[re.Match[str]]:
@@ -153,8 +151,10 @@ def _benchmark_in_callers() -> PreparedBenchmark:
     frame = sys._getframe(1)
     while frame is not None:
         for value in frame.f_locals.values():
-            if isinstance(value, PreparedBenchmark):
-                return value
+            # the benchmark itself, or an object holding it (one attribute deep)
+            for candidate in (value, *getattr(value, "__dict__", {}).values()):
+                if isinstance(candidate, PreparedBenchmark):
+                    return candidate
         frame = frame.f_back
     raise LookupError("no benchmark in the call stack")
 
@@ -191,6 +191,66 @@ def test_search_space_yielding_an_invalid_config_is_named(space, says):
     parsed = _failures("broken-space", _model_plugin("bad-space", search_space=space))
     assert _broken_rules(parsed) == {"search-space"}
     assert says in parsed[0]["what"]
+
+
+# =============================================================================== choices
+def test_choices_that_hold_the_defaults_and_the_samples_pass():
+    catalog = _catalog(("good-choices", _model_plugin("chosen-mf", choices={"dim": (4, 8)})))
+    report = check_plugin("good-choices", catalog=catalog)
+    assert {("model 'chosen-mf'", "spec-fields"),
+            ("model 'chosen-mf'", "search-space")} <= report.rules()
+
+
+@pytest.mark.parametrize("choices, says", [
+    ({"dim": (4, 16)}, "its default dim=8 is not one of its choices [4, 16]"),
+    ({"dims": (4, 8)}, "ModelSpec.choices names ['dims'], which are not config keys"),
+    ({"dim": ()}, "ModelSpec.choices['dim'] is ()"),
+], ids=["default-outside", "unknown-key", "empty"])
+def test_choices_the_defaults_break_are_named(choices, says):
+    parsed = _failures("broken-choices", _model_plugin("bad-choices", choices=choices))
+    assert _broken_rules(parsed) == {"spec-fields"}
+    assert says in parsed[0]["what"]
+
+
+def test_search_space_sampling_outside_the_choices_is_named():
+    def space(trial: Any) -> dict[str, Any]:
+        return {"dim": trial.suggest_categorical("dim", [4])}
+
+    parsed = _failures("broken-choice-space", _model_plugin(
+        "bad-choice-space", search_space=space, choices={"dim": (8, 16)}))
+    assert _broken_rules(parsed) == {"search-space"}
+    assert "sample 1 {'dim': 4} is not a valid config" in parsed[0]["what"]
+    assert "'dim'" in parsed[0]["what"] and "choices" in parsed[0]["fix"]
+
+
+# =============================================================================== the benchmark
+def test_kit_benchmark_is_prepared_through_the_public_api(tmp_path):
+    from m6bench import LoadContext, prepare_benchmark
+
+    catalog = _catalog()
+    loader = catalog.datasets.get(KIT_BENCHMARK.dataset)
+    context = LoadContext(data_dir=None, cache_dir=str(tmp_path), offline=True)
+    dataset = loader.load({**loader.defaults, **KIT_BENCHMARK.dataset_options}, context)
+    cut = catalog.protocols.get(KIT_BENCHMARK.protocol)
+    split = cut.cut(dataset, 0, dict(cut.defaults))
+    bench = prepare_benchmark(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
+    assert (bench.train.n_users, bench.train.n_items) == (60, 40)
+    assert bench.train.n_interactions == len(split.train)
+    assert bench.test.size == len(split.test) and bench.device.type == "cpu"
+    # the generator is seeded: the same seed draws the same negatives
+    again = prepare_benchmark(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
+    assert torch.equal(bench.train.sample_negatives(20), again.train.sample_negatives(20))
+
+
+def test_held_out_variant_changes_only_the_held_out_rows():
+    from m6bench.testing.bench import kit_benchmarks
+
+    bench, variant = kit_benchmarks(_catalog(), "random", 0, torch.device("cpu"))
+    for name in ("users", "items", "ratings"):
+        assert torch.equal(getattr(bench.train, name), getattr(variant.train, name))
+    assert torch.equal(bench.test.users, variant.test.users)
+    assert bool((bench.test.items != variant.test.items).all())
+    assert bool((bench.valid.items != variant.valid.items).all())
 
 
 def _install_fake_distribution(root: Path, dist: str, entry_name: str, module: str,
@@ -318,13 +378,8 @@ class WideEncoder(torch.nn.Module):
 
 
 def test_component_with_the_wrong_shape_is_named():
-    module = types.ModuleType("wide_encoder")
-
-    @hookimpl
-    def m6bench_register_encoders(register):
-        register(ComponentSpec("encoder", "too-wide", WideEncoder, {"num": 10, "dim": 4}))
-
-    module.m6bench_register_encoders = m6bench_register_encoders
+    module = fake_plugin("wide_encoder", encoders=[
+        ComponentSpec("encoder", "too-wide", WideEncoder, {"num": 10, "dim": 4})])
     parsed = _failures("broken-encoder", module)
     assert _broken_rules(parsed) == {"component-shapes"}
     assert parsed[0]["subject"] == "encoder 'too-wide'"
@@ -332,13 +387,8 @@ def test_component_with_the_wrong_shape_is_named():
 
 
 def test_component_defaults_that_build_cannot_take_are_named():
-    module = types.ModuleType("bad_defaults")
-
-    @hookimpl
-    def m6bench_register_heads(register):
-        register(ComponentSpec("head", "typo-head", torch.nn.MSELoss, {"reductio": "mean"}))
-
-    module.m6bench_register_heads = m6bench_register_heads
+    module = fake_plugin("bad_defaults", heads=[
+        ComponentSpec("head", "typo-head", torch.nn.MSELoss, {"reductio": "mean"})])
     parsed = _failures("broken-head", module)
     assert _broken_rules(parsed) == {"spec-fields"}
     assert "reductio" in parsed[0]["what"]
@@ -396,3 +446,12 @@ def test_command_line_prints_every_finding(capsys):
     assert "0 failed" in out and "encoder 'id-embedding': rule 'component-shapes' holds" in out
     assert main(["no-such-plugin"]) == 1
     assert "rule 'installed' broken" in capsys.readouterr().out
+
+
+def test_command_line_takes_a_model_name_and_checks_only_that_model(capsys):
+    from m6bench.testing import main
+
+    assert main(["pop"]) == 0
+    out = capsys.readouterr().out
+    assert "plugin 'classic'" in out and "model 'pop': rule 'no-leak' holds" in out
+    assert "model 'bpr-mf'" not in out

@@ -43,11 +43,8 @@ def catalog():
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
-    monkeypatch.delenv("M6BENCH_DATA_DIR", raising=False)
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated):
+    isolated.without_real_data()
 
 
 @pytest.fixture

@@ -23,6 +23,13 @@ import pytest
 from m6bench.builtin import datasets as builtin
 from m6bench.data.cache import default_context
 from m6bench.data.dataset import Dataset
+from m6bench.data.loaders.movielens import (
+    MOVIELENS_ITEM_KINDS,
+    MOVIELENS_USER_KINDS,
+    read_recbole_movielens,
+)
+from m6bench.data.loaders.recbole import AtomicFiles
+from m6bench.data.loaders.synthetic import SYNTHETIC_CLUSTERS
 from m6bench.data.specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError
 from m6bench.registry.catalog import load_catalog
@@ -40,11 +47,10 @@ def catalog():
 
 
 @pytest.fixture
-def context(tmp_path, monkeypatch) -> LoadContext:
+def context(isolated) -> LoadContext:
     """A context with a private cache and no real data folder."""
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("M6BENCH_DATA_DIR", raising=False)
-    return LoadContext(data_dir=None, cache_dir=str(tmp_path / "cache"), offline=True)
+    isolated.without_real_data()
+    return LoadContext(data_dir=None, cache_dir=str(isolated.cache), offline=True)
 
 
 class CountingCatalog:
@@ -144,6 +150,15 @@ def test_synthetic_is_deterministic(catalog, context):
     assert not np.array_equal(other.items[:1000], first.items[:1000])
 
 
+def test_synthetic_output_is_pinned(context):
+    """Ledgers record these content fingerprints: a generator change that moves them (a new
+    draw, or the same draws in another order) must bump SYNTHETIC_VERSION."""
+    spec = spec_named("synthetic")
+    small = {**spec.defaults, "seed": 3, "n_users": 200, "n_items": 120}
+    assert spec.load(small, context).fingerprint == "2ee16c5337a63c24"
+    assert spec.load(dict(spec.defaults), context).fingerprint == "41ea0414ce14b4e0"
+
+
 def test_synthetic_is_fast(context):
     spec = spec_named("synthetic")
     best = float("inf")
@@ -197,7 +212,7 @@ def test_synthetic_text_predicts_genre_and_domain(context):
     data = spec_named("synthetic").load(dict(spec_named("synthetic").defaults), context)
     words = data.item_features["title"].str.lower().str.split()
     first_genre = data.item_features["genres"].str.split().str[0]
-    vocabulary = {w: genre for genre, _, ws in builtin.SYNTHETIC_CLUSTERS for w in ws}
+    vocabulary = {w: genre for genre, _, ws in SYNTHETIC_CLUSTERS for w in ws}
     predicted = words.map(lambda ws: vocabulary[ws[0]])
     assert (predicted == first_genre).mean() == 1.0
     # each item sits in one domain
@@ -326,6 +341,22 @@ def test_recbole_domain_field_is_mapped(catalog, context, tmp_path):
     assert dataset.domains.tolist() == [1, 0, 0]
 
 
+def test_recbole_movielens_copy_gets_the_grouplens_column_names(tmp_path):
+    folder = tmp_path / "ml"
+    write_atomic(folder, "ml", "inter", ["user_id:token", "item_id:token", "rating:float",
+                                         "domain:token"], [["1", "7", 4, "movies"]])
+    write_atomic(folder, "ml", "user", ["user_id:token", "occupation:float"], [["1", "10"]])
+    write_atomic(folder, "ml", "item", ["item_id:token", "movie_title:token_seq",
+                                        "release_year:token", "class:token_seq"],
+                 [["7", "Heat", "1995", "Action Crime"]])
+    interactions, users, items = read_recbole_movielens(AtomicFiles(folder, "ml"))
+    assert interactions.columns.tolist() == ["user", "item", "rating"]  # domain dropped
+    assert users.to_dict("records") == [{"user": "1", "occupation": "10"}]  # text, not 10.0
+    assert items.to_dict("records") == [
+        {"item": "7", "title": "Heat", "year": "1995", "genres": "Action Crime"}
+    ]
+
+
 # ============================================================================ GroupLens
 ML100K_RATINGS = [("196", "242", 3, 881250949), ("186", "302", 3, 891717742),
                   ("22", "377", 1, 878887116), ("244", "51", 2, 880606923),
@@ -386,8 +417,8 @@ def check_ml100k_contents(dataset: Dataset) -> None:
     assert items.loc["51", "genres"] == "Action Adventure Drama"
     assert items.loc["377", "title"] == "Misérables, Les"
     assert "267" not in items.index  # never rated: not part of the dataset
-    assert dataset.item_feature_kinds == builtin.MOVIELENS_ITEM_KINDS
-    assert dataset.user_feature_kinds == builtin.MOVIELENS_USER_KINDS
+    assert dataset.item_feature_kinds == MOVIELENS_ITEM_KINDS
+    assert dataset.user_feature_kinds == MOVIELENS_USER_KINDS
     users = dataset.user_features.set_index(pd.Index(dataset.user_ids))
     assert users.loc["186"].tolist() == [39.0, "F", "executive", "00000"]
 
@@ -747,8 +778,7 @@ def test_folder_without_inter_file(catalog, context, tmp_path):
 
 # ============================================================================ real data
 @pytest.fixture
-def real_context(tmp_path, monkeypatch) -> LoadContext:
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
+def real_context(isolated) -> LoadContext:
     return default_context()
 
 

@@ -14,7 +14,7 @@ import time
 import optuna
 import pytest
 
-from m6bench.sweeps.sweep import finished_counts, make_storage
+from m6bench.sweeps.storage import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
 
 

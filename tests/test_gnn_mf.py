@@ -223,10 +223,14 @@ def test_one_epoch_is_steps_per_epoch_propagations(tiny_bench, monkeypatch):
 
 def test_bad_config_is_reported(tiny_bench):
     catalog, bench = tiny_bench
-    with pytest.raises(ValueError, match="negatives='hard' is not a sampler"):
-        _build(catalog, bench, negatives="hard")
-    with pytest.raises(ValueError, match="steps_per_epoch must be at least 1"):
+    spec = catalog.models.get("gnn-mf")  # negatives is a declared choice of the recipe
+    with pytest.raises(m6bench.ConfigError, match=r"'hard'.*Choices: true, uniform"):
+        resolve_config(spec.defaults, overrides={"negatives": "hard"}, model_name="gnn-mf",
+                       choices=spec.choices)
+    with pytest.raises(m6bench.ConfigError, match="steps_per_epoch must be at least 1"):
         _build(catalog, bench, steps_per_epoch=0)
+    with pytest.raises(m6bench.ConfigError, match="layer_weights must be 3"):
+        _build(catalog, bench, layer_weights=[1.0, 1.0])
 
 
 def test_two_stage_rating_model_beats_the_global_mean(tiny_bench):

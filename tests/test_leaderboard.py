@@ -7,19 +7,18 @@ import math
 import os
 import re
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from plugins_for_tests import catalog_with, fake_plugin
 from scipy import stats
 
 from m6bench import BenchmarkSpec, ModelSpec, Recommender, hookimpl, load_catalog
 from m6bench.cli import main
 from m6bench.errors import ConfigError
-from m6bench.registry.catalog import PluginFailureWarning
 from m6bench_leaderboard import (
     BoardError,
     append_record,
@@ -42,10 +41,8 @@ SMALL = {"n_users": 200, "n_items": 120}
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("M6BENCH_LEDGER", raising=False)
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated):
+    isolated.with_default_ledger()
 
 
 def _write(path, records):
@@ -355,21 +352,14 @@ class _Boom(Recommender):
 
 
 def _tiny_catalog():
-    tiny = types.ModuleType("tiny")
-
-    @hookimpl
-    def m6bench_register_benchmarks(register):
-        register(BenchmarkSpec("tiny", dataset="synthetic", dataset_options=SMALL,
-                               tasks=("ranking",)))
-        register(BenchmarkSpec("tiny-big", dataset="synthetic",
-                               dataset_options={**SMALL, "n_users": 300}, tasks=("ranking",)))
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("boom", build=_Boom, search_space=lambda t: {}))
-
-    tiny.m6bench_register_benchmarks = m6bench_register_benchmarks
-    tiny.m6bench_register_models = m6bench_register_models
+    tiny = fake_plugin(
+        "tiny",
+        benchmarks=[BenchmarkSpec("tiny", dataset="synthetic", dataset_options=SMALL,
+                                  tasks=("ranking",)),
+                    BenchmarkSpec("tiny-big", dataset="synthetic",
+                                  dataset_options={**SMALL, "n_users": 300},
+                                  tasks=("ranking",))],
+        models=[ModelSpec("boom", build=_Boom, search_space=lambda t: {})])
     broken = types.ModuleType("broken")
 
     @hookimpl
@@ -377,9 +367,7 @@ def _tiny_catalog():
         raise ImportError("No module named 'missing_dependency'")
 
     broken.m6bench_register_models = m6bench_register_models
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PluginFailureWarning)  # "broken" fails on purpose
-        return load_catalog([("tiny", tiny), ("broken", broken)])
+    return catalog_with(("tiny", tiny), ("broken", broken), failures_expected=True)
 
 
 TINY_BOARD = """

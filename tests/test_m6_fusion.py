@@ -442,8 +442,10 @@ def test_ablation_variants_train_and_score(catalog, warm, overrides):
 
 
 def test_bad_config_values_name_the_choices(catalog, warm):
+    spec = catalog.models.get("m6-fusion")  # fusion is a declared choice of the recipe
     with pytest.raises(m6bench.ConfigError, match="attention, concat, mean"):
-        _build(catalog, warm, fusion="gated")
+        resolve_config(spec.defaults, overrides={"fusion": "gated"}, model_name="m6-fusion",
+                       choices=spec.choices)
     with pytest.raises(m6bench.ConfigError, match="id_dropout"):
         _build(catalog, warm, id_dropout=1.0)
 

@@ -128,8 +128,10 @@ def test_balanced_epochs_give_every_domain_the_same_share(warm_bench):
     uniform = _build(catalog, skewed)
     full = uniform._epoch_order(skewed, domains)
     assert torch.equal(torch.sort(full).values, torch.arange(train.n_interactions))
-    with pytest.raises(ValueError, match="domain_sampling='by-size'"):
-        _build(catalog, skewed, domain_sampling="by-size")
+    spec = catalog.models.get("pct-cf")  # domain_sampling is a declared choice of the recipe
+    with pytest.raises(m6bench.ConfigError, match=r"'by-size'.*Choices: balanced, uniform"):
+        resolve_config(spec.defaults, overrides={"domain_sampling": "by-size"},
+                       model_name="pct-cf", choices=spec.choices)
 
 
 def test_user_partitioned_domains_pick_the_user_rule(warm_bench):
@@ -248,7 +250,7 @@ def test_learned_lambda_moves_and_fixed_lambda_stays(warm_bench):
     fixed = _build(catalog, bench.train, **{"lambda": 0.7})
     fixed.fit_epoch(bench.train, 1)
     assert float(fixed.fusion_lambda.detach()) == pytest.approx(0.7, abs=1e-5)
-    with pytest.raises(ValueError, match="must lie in"):
+    with pytest.raises(m6bench.ConfigError, match="must lie in"):
         _build(catalog, bench.train, **{"lambda": 1.5})
 
 

@@ -8,6 +8,7 @@ import textwrap
 import types
 
 import pytest
+from plugins_for_tests import fake_plugin
 
 import m6bench
 from m6bench import ModelSpec, PluginError, hookimpl, load_catalog
@@ -23,17 +24,6 @@ def _install_fake_distribution(root, dist: str, entry_name: str, module: str, so
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text(f"[m6bench]\n{entry_name} = {module}\n")
     (root / f"{module}.py").write_text(textwrap.dedent(source))
-
-
-def _model_plugin(name: str, *, plugin_model: str = "m"):
-    module = types.ModuleType(name)
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec(plugin_model, build=lambda train, config: None))
-
-    module.m6bench_register_models = m6bench_register_models
-    return module
 
 
 def test_builtin_plugin_found_through_entry_point():
@@ -60,11 +50,16 @@ def test_unknown_model_suggests_close_names():
         catalog.model("classic", "eas")
 
 
+def _no_model(train, config):
+    return None
+
+
 def test_two_plugins_registering_one_name_is_an_error_naming_both():
     with pytest.raises(PluginError) as info:
-        load_catalog([("first-pkg", _model_plugin("first", plugin_model="twin")),
-                      ("second-pkg", _model_plugin("second", plugin_model="twin"))],
-                     entry_points=False)
+        load_catalog(
+            [("first-pkg", fake_plugin("first", models=[ModelSpec("twin", build=_no_model)])),
+             ("second-pkg", fake_plugin("second", models=[ModelSpec("twin", build=_no_model)]))],
+            entry_points=False)
     message = str(info.value)
     assert "'twin'" in message and "'first-pkg'" in message and "'second-pkg'" in message
 
@@ -138,8 +133,7 @@ def test_disable_env_skips_a_plugin(monkeypatch):
     assert "classic" not in load_catalog().plugins
 
 
-def test_lifecycle_hooks_fire_in_order(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
+def test_lifecycle_hooks_fire_in_order(isolated):
     events = []
 
     class Logger:
@@ -157,7 +151,7 @@ def test_lifecycle_hooks_fire_in_order(tmp_path, monkeypatch):
 
     catalog = load_catalog([("logger", Logger())])
     m6bench.run("classic", model="bpr-mf", overrides={"epochs": 2}, catalog=catalog,
-                ledger=tmp_path / "ledger.jsonl")
+                ledger=isolated.ledger)
     assert events == [("start", "synthetic"), ("epoch", 1), ("epoch", 2), ("end", "ok")]
 
 

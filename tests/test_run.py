@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import json
-import types
 
 import pytest
 import torch
 from click.testing import CliRunner
+from plugins_for_tests import catalog_with, fake_plugin
 
 import m6bench
-from m6bench import ConfigError, ModelSpec, Recommender, RunFailed, hookimpl, load_catalog
+from m6bench import ConfigError, ModelSpec, Recommender, RunFailed, load_catalog
 from m6bench.cli import main
 from m6bench.runs.config import resolve_config
 from m6bench_leaderboard import read_ledger
 
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def test_cli_run_prints_config_table_and_records(tmp_path):
@@ -98,14 +93,8 @@ class _Diverging(Recommender):
 
 
 def test_nan_loss_is_recorded_as_failed_and_earlier_records_survive(tmp_path):
-    plugin = types.ModuleType("diverging")
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("diverging", build=_Diverging, defaults={"epochs": 10}))
-
-    plugin.m6bench_register_models = m6bench_register_models
-    catalog = load_catalog([("diverging", plugin)])
+    catalog = catalog_with(("diverging", fake_plugin(
+        "diverging", models=[ModelSpec("diverging", build=_Diverging, defaults={"epochs": 10})])))
     ok = m6bench.run("classic", model="pop", catalog=catalog)
     with pytest.raises(RunFailed) as info:
         m6bench.run("diverging", catalog=catalog)

@@ -20,10 +20,9 @@ import pytest
 import tomllib
 from click.testing import CliRunner
 
-from m6bench import PluginError, load_catalog
+from m6bench import PluginError, PluginFailureWarning, load_catalog
 from m6bench.cli import main
 from m6bench.cli.scaffold import create_plugin, names_for
-from m6bench.registry.catalog import PluginFailureWarning
 from m6bench.testing import check_plugin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,8 +112,7 @@ def test_scaffolded_plugin_passes_the_kit_and_is_listed(tmp_path, monkeypatch):
     assert "m6bench-kit-check" in row and "0.1.0" in row and "models: kit-check" in row
 
 
-def test_cli_new_plugin_prints_the_commands_to_type(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_cli_new_plugin_prints_the_commands_to_type(tmp_path, isolated):
     result = CliRunner().invoke(main, ["new-plugin", "cli-made"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m6bench-cli-made" / "pyproject.toml").exists()

@@ -17,19 +17,21 @@ import pytest
 import sqlalchemy
 import torch
 from optuna.trial import TrialState
+from plugins_for_tests import PopularityModel, catalog_with, fake_plugin
 
+import m6bench.sweeps.objective
+import m6bench.sweeps.storage
 import m6bench.sweeps.sweep
-from m6bench import ModelSpec, Recommender, hookimpl, load_catalog
-from m6bench.sweeps.sweep import finished_counts, make_storage
+from m6bench import ModelSpec
+from m6bench.sweeps.storage import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
 
 SMALL = {"n_users": 200, "n_items": 120}
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated):
+    isolated.with_default_ledger()
 
 
 def test_pruner_prunes_bpr_trials_early(tmp_path):
@@ -53,38 +55,29 @@ def test_pruner_prunes_bpr_trials_early(tmp_path):
     assert all(r["sweep"]["budget"]["trials"] == 12 for r in records)
 
 
-class _Fragile(Recommender):
+class _Fragile(PopularityModel):
     """Fails when the sampled ``boom`` is true: a trial failure the sweep must survive."""
 
     iterative = False
-
-    def __init__(self, train, config):
-        super().__init__(train, config)
-        self.register_buffer("popularity", train.item_popularity.clone())
 
     def fit_epoch(self, train, epoch):
         if self.config["boom"]:
             raise RuntimeError("CUDA out of memory (injected)")
         return {}
 
-    def score(self, users):
-        return self.popularity.expand(len(users), -1)
+
+def _fragile_plugin():
+    return fake_plugin("fragile", models=[ModelSpec(
+        "fragile", build=_Fragile, defaults={"boom": False, "k": 1},
+        search_space=lambda t: {"boom": t.suggest_categorical("boom", [True, False]),
+                                "k": t.suggest_int("k", 1, 50)})])
 
 
 def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
     from m6bench.sweeps.sweep import sweep
 
-    plugin = types.ModuleType("fragile")
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("fragile", build=_Fragile, defaults={"boom": False, "k": 1},
-                           search_space=lambda t: {"boom": t.suggest_categorical("boom", [True,
-                                                                                        False]),
-                                                   "k": t.suggest_int("k", 1, 50)}))
-
-    plugin.m6bench_register_models = m6bench_register_models
-    catalog = load_catalog([("fragile", plugin)])
+    plugin = _fragile_plugin()
+    catalog = catalog_with(("fragile", plugin))
     ledger = tmp_path / "ledger.jsonl"
     result = sweep("fragile", dataset="synthetic", dataset_options=SMALL, trials=8, seeds=2,
                    ledger=ledger, catalog=catalog)
@@ -98,6 +91,31 @@ def test_failed_trials_are_counted_and_the_sweep_goes_on(tmp_path):
     assert sorted(r["seed"] for r in finals) == [0, 1]
     assert all(r["sweep_id"] == result.study_name and r["config"]["boom"] is False
                for r in finals)
+
+
+def test_a_key_fixed_with_set_wins_over_the_search_space(tmp_path, monkeypatch):
+    """``--set boom=false`` fixes a key the search space also samples: every trial (and the
+    final) runs with false, so none hits the injected failure, and ``k`` is still sampled."""
+    from click.testing import CliRunner
+
+    import m6bench.cli.common
+    from m6bench.cli import main
+
+    plugin = _fragile_plugin()
+    monkeypatch.setattr(m6bench.cli.common, "load_cli_catalog",
+                        lambda: catalog_with(("fragile", plugin)))
+    ledger = tmp_path / "ledger.jsonl"
+    result = CliRunner().invoke(main, [
+        "sweep", "--plugin", "fragile", "--dataset", "synthetic", "--dataset-opt",
+        "n_users=200", "--dataset-opt", "n_items=120", "--trials", "6", "--seeds", "1",
+        "--set", "boom=false", "--ledger", str(ledger), "--quiet"])
+    assert result.exit_code == 0, result.output
+    records = read_ledger(ledger).records
+    trials = [r for r in records if r["kind"] == "trial"]
+    assert len(trials) == 6
+    assert [r["config"]["boom"] for r in records] == [False] * len(records)
+    assert [r["status"] for r in records] == ["ok"] * len(records)
+    assert len({r["config"]["k"] for r in trials}) > 1  # the other key is still sampled
 
 
 class _Shaped(_Fragile):
@@ -116,17 +134,12 @@ class _Shaped(_Fragile):
 def test_trial_zero_runs_defaults_that_are_not_points_of_the_search_space(tmp_path):
     from m6bench.sweeps.sweep import sweep
 
-    plugin = types.ModuleType("shaped")
     defaults = {"boom": False, "hidden": [600], "weight_decay": 0.0}
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("shaped", build=_Shaped, defaults=defaults, search_space=lambda t: {
+    plugin = fake_plugin("shaped", models=[ModelSpec(
+        "shaped", build=_Shaped, defaults=defaults, search_space=lambda t: {
             "hidden": [t.suggest_categorical("hidden", [200, 400, 600])],
-            "weight_decay": t.suggest_float("weight_decay", 1e-8, 1e-4, log=True)}))
-
-    plugin.m6bench_register_models = m6bench_register_models
-    catalog = load_catalog([("shaped", plugin)])
+            "weight_decay": t.suggest_float("weight_decay", 1e-8, 1e-4, log=True)})])
+    catalog = catalog_with(("shaped", plugin))
     ledger = tmp_path / "ledger.jsonl"
     result = sweep("shaped", dataset="synthetic", dataset_options=SMALL, trials=3, seeds=0,
                    ledger=ledger, catalog=catalog)
@@ -158,6 +171,8 @@ def test_the_final_with_the_trial_seed_is_the_best_trials_own_run(tmp_path, monk
         executed.append((plan.request.kind, plan.request.seed))
         return real_execute(plan, **kwargs)
 
+    # trials run in the objective's module, finals in the sweep's
+    monkeypatch.setattr(m6bench.sweeps.objective, "execute", counting_execute)
     monkeypatch.setattr(m6bench.sweeps.sweep, "execute", counting_execute)
     ledger = tmp_path / "ledger.jsonl"
     fixed = {"epochs": 4, "patience": 4, "eval_every": 1}
@@ -258,7 +273,7 @@ def test_a_worker_killed_before_its_trial_beat_once_leaves_a_trial_that_is_retri
         tmp_path, monkeypatch, enqueued):
     # Optuna beats only once the objective starts; a SIGKILL between study.ask and then
     # used to leave a running trial that was never stale, and every resumption waited on it.
-    monkeypatch.setattr(m6bench.sweeps.sweep, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(m6bench.sweeps.storage, "HEARTBEAT_SECONDS", 1)
     storage = make_storage(f"sqlite:///{tmp_path / 'orphan.db'}")
     study = optuna.create_study(storage=storage, study_name="orphan")
     if enqueued:
@@ -296,16 +311,11 @@ class _InterruptedInAFinaliser(_Fragile):
 def test_an_interrupt_lost_in_a_finaliser_still_stops_the_sweep(tmp_path):
     from m6bench.sweeps.sweep import sweep
 
-    plugin = types.ModuleType("interrupted")
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("interrupted", build=_InterruptedInAFinaliser,
-                           defaults={"boom": False, "k": 1, "epochs": 2, "eval_every": 1},
-                           search_space=lambda t: {"k": t.suggest_int("k", 1, 50)}))
-
-    plugin.m6bench_register_models = m6bench_register_models
-    catalog = load_catalog([("interrupted", plugin)])
+    plugin = fake_plugin("interrupted", models=[ModelSpec(
+        "interrupted", build=_InterruptedInAFinaliser,
+        defaults={"boom": False, "k": 1, "epochs": 2, "eval_every": 1},
+        search_space=lambda t: {"k": t.suggest_int("k", 1, 50)})])
+    catalog = catalog_with(("interrupted", plugin))
     previous = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         sweep("interrupted", dataset="synthetic", dataset_options=SMALL, trials=6, seeds=1,
@@ -337,7 +347,7 @@ def test_worker_joins_a_shared_study(tmp_path):
 def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tmp_path,
                                                                               monkeypatch):
     url = f"sqlite:///{tmp_path / 'race.db'}"
-    real_storage = m6bench.sweeps.sweep._HeartbeatFromTheStart
+    real_storage = m6bench.sweeps.storage._HeartbeatFromTheStart
     calls = []
 
     class LosesTheRaceOnce(real_storage):
@@ -349,7 +359,7 @@ def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tm
                     "INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(m6bench.sweeps.sweep, "_HeartbeatFromTheStart", LosesTheRaceOnce)
+    monkeypatch.setattr(m6bench.sweeps.storage, "_HeartbeatFromTheStart", LosesTheRaceOnce)
     storage = make_storage(url)
     assert len(calls) == 2
     study = optuna.create_study(storage=storage, study_name="after-the-race")
@@ -371,7 +381,7 @@ assert torch  # the models above are torch modules
 def test_a_trial_finishing_during_the_budget_check_still_fills_the_budget():
     """Another worker's last trial completes between two reads of the study (the race that
     once ended a shared 10-trial study with 11): the starting trial must still give way."""
-    from m6bench.sweeps.sweep import _BudgetReached, _Objective
+    from m6bench.sweeps.objective import BudgetReached, Objective
 
     def trials(last_state):
         done = [types.SimpleNamespace(number=n, state=TrialState.COMPLETE, user_attrs={})
@@ -396,10 +406,10 @@ def test_a_trial_finishing_during_the_budget_check_still_fills_the_budget():
 
     budget_of = types.SimpleNamespace(spec=types.SimpleNamespace(trials=10))
     study = StudyWhoseTrialNineFinishesAfterTheFirstRead()
-    with pytest.raises(_BudgetReached, match="budget of 10 filled"):
-        _Objective._check_budget(budget_of, starting_trial(study))
+    with pytest.raises(BudgetReached, match="budget of 10 filled"):
+        Objective._check_budget(budget_of, starting_trial(study))
     assert study.stopped
 
     # With a slot free (budget 11) the same trial runs.
     roomy = types.SimpleNamespace(spec=types.SimpleNamespace(trials=11))
-    _Objective._check_budget(roomy, starting_trial(StudyWhoseTrialNineFinishesAfterTheFirstRead()))
+    Objective._check_budget(roomy, starting_trial(StudyWhoseTrialNineFinishesAfterTheFirstRead()))

@@ -19,9 +19,11 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from plugins_for_tests import PopularityModel, catalog_with, fake_plugin
 
-from m6bench import ModelSpec, Recommender, RunFailed, hookimpl, load_catalog
-from m6bench.sweeps.sweep import ERROR_ATTR, finished_counts, make_storage
+from m6bench import ModelSpec, RunFailed
+from m6bench.sweeps.spec import ERROR_ATTR
+from m6bench.sweeps.storage import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
 
 SMALL = {"n_users": 200, "n_items": 120}
@@ -29,20 +31,13 @@ TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated):
+    isolated.with_default_ledger()
 
 
-class _Popular(Recommender):
+class _Popular(PopularityModel):
     """Popularity scores; ``seconds`` of sleep per epoch, so a test can kill it mid-trial,
     and a reported ``loss`` of ``loss_scale`` (a huge one is a diverged training)."""
-
-    iterative = True
-
-    def __init__(self, train, config):
-        super().__init__(train, config)
-        self.register_buffer("popularity", train.item_popularity.clone().float())
 
     def fit_epoch(self, train, epoch):
         if self.config.get("boom"):
@@ -50,41 +45,31 @@ class _Popular(Recommender):
         time.sleep(float(self.config.get("seconds", 0.0)))
         return {"loss": 0.5 * float(self.config.get("loss_scale", 1.0))}
 
-    def score(self, users):
-        return self.popularity.expand(len(users), -1)
-
 
 FIXED = {"epochs": 2, "patience": 2, "eval_every": 1}
 
 
 def trust_plugin() -> types.ModuleType:
     """Models with small discrete search spaces (where a repeated config is likely)."""
-    plugin = types.ModuleType("trust")
-
-    @hookimpl
-    def m6bench_register_models(register):
+    return fake_plugin("trust", models=[
         # 3 x 3 configs, plus the defaults (outside the space)
-        register(ModelSpec("grid", build=_Popular,
-                           defaults={**FIXED, "k": 0, "w": 0, "seconds": 0.0},
-                           search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2, 3]),
-                                                   "w": t.suggest_categorical("w", [1, 2, 3])}))
+        ModelSpec("grid", build=_Popular, defaults={**FIXED, "k": 0, "w": 0, "seconds": 0.0},
+                  search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2, 3]),
+                                          "w": t.suggest_categorical("w", [1, 2, 3])}),
         # 2 configs, plus the defaults
-        register(ModelSpec("tiny", build=_Popular, defaults={**FIXED, "k": 0},
-                           search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2])}))
-        register(ModelSpec("fails", build=_Popular, defaults={**FIXED, "k": 0, "boom": True},
-                           search_space=lambda t: {"k": t.suggest_int("k", 1, 10_000)}))
-        register(ModelSpec("blows-up", build=_Popular,
-                           defaults={**FIXED, "k": 0, "loss_scale": 1.0},
-                           search_space=lambda t: {
-                               "k": t.suggest_int("k", 1, 10_000),
-                               "loss_scale": t.suggest_categorical("loss_scale", [1.0, 1e20])}))
-
-    plugin.m6bench_register_models = m6bench_register_models
-    return plugin
+        ModelSpec("tiny", build=_Popular, defaults={**FIXED, "k": 0},
+                  search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2])}),
+        ModelSpec("fails", build=_Popular, defaults={**FIXED, "k": 0, "boom": True},
+                  search_space=lambda t: {"k": t.suggest_int("k", 1, 10_000)}),
+        ModelSpec("blows-up", build=_Popular, defaults={**FIXED, "k": 0, "loss_scale": 1.0},
+                  search_space=lambda t: {
+                      "k": t.suggest_int("k", 1, 10_000),
+                      "loss_scale": t.suggest_categorical("loss_scale", [1.0, 1e20])}),
+    ])
 
 
 def _catalog():
-    return load_catalog([("trust", trust_plugin())])
+    return catalog_with(("trust", trust_plugin()))
 
 
 def _configs(study):
@@ -136,7 +121,7 @@ def test_a_tiny_space_ends_the_sweep_once_exhausted(tmp_path):
                    report=lines.append)
     assert result.counts["finished"] == 3 and result.counts["complete"] == 3, result.counts
     _assert_no_config_twice(result.study)
-    from m6bench.sweeps.sweep import DUPLICATE_ATTR
+    from m6bench.sweeps.spec import DUPLICATE_ATTR
 
     refused = [t for t in result.study.get_trials(deepcopy=False)
                if DUPLICATE_ATTR in t.user_attrs]
@@ -154,17 +139,12 @@ def test_a_sampled_config_equal_to_the_defaults_is_refused(tmp_path):
     defaults trial has no params, yet a sample resolving to its config repeats it."""
     from m6bench.sweeps.sweep import sweep
 
-    plugin = types.ModuleType("same")
-
-    @hookimpl
-    def m6bench_register_models(register):
-        register(ModelSpec("same", build=_Popular, defaults={**FIXED, "k": 1},
-                           search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2])}))
-
-    plugin.m6bench_register_models = m6bench_register_models
+    plugin = fake_plugin("same", models=[ModelSpec(
+        "same", build=_Popular, defaults={**FIXED, "k": 1},
+        search_space=lambda t: {"k": t.suggest_categorical("k", [1, 2])})])
     result = sweep("same", dataset="synthetic", dataset_options=SMALL, trials=3, seeds=0,
                    pruner="none", ledger=tmp_path / "ledger.jsonl",
-                   catalog=load_catalog([("same", plugin)]))
+                   catalog=catalog_with(("same", plugin)))
     assert result.counts["finished"] == 2, result.counts  # defaults (k=1) and k=2
     _assert_no_config_twice(result.study)
 
@@ -172,12 +152,13 @@ def test_a_sampled_config_equal_to_the_defaults_is_refused(tmp_path):
 RUNNER = """
 import sys
 sys.path.insert(0, {tests!r})
-import m6bench.sweeps.sweep
+import m6bench.sweeps.storage
 import m6bench.cli
+import m6bench.cli.common
 from m6bench import load_catalog
 from test_sweep_trust import trust_plugin
-m6bench.sweeps.sweep.HEARTBEAT_SECONDS = 1  # a killed worker's trial is retried after 3 s
-m6bench.cli._catalog = lambda: load_catalog([("trust", trust_plugin())])
+m6bench.sweeps.storage.HEARTBEAT_SECONDS = 1  # a killed worker's trial is retried after 3 s
+m6bench.cli.common.load_cli_catalog = lambda: load_catalog([("trust", trust_plugin())])
 m6bench.cli.main()
 """
 

@@ -63,10 +63,7 @@ def m6bench_register_models(register):
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
-    monkeypatch.chdir(tmp_path)
+def _isolated(isolated):
     yield
     clear_code_cache()
 

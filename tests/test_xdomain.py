@@ -11,19 +11,15 @@ import pytest
 import torch
 
 from m6bench import BenchmarkSpec, Dataset, LoadContext, ProtocolError, load_catalog
-from m6bench.builtin.datasets import GENRE_GROUPS, genre_domain, ml1m_age_group
+from m6bench.data.loaders.crossdomain import ml1m_age_group
+from m6bench.data.loaders.genres import GENRE_GROUPS, genre_domain
 from m6bench.evaluation.candidates import candidate_masks
 from m6bench.protocols.cuts import cross_domain_target, validate_split
 from m6bench.runs.prepare import prepare_benchmark
 from m6bench.testing import real_data_folder
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
+pytestmark = [pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
+              pytest.mark.usefixtures("isolated")]
 
 
 def _two_domains(seed: int = 0) -> Dataset:

@@ -8,7 +8,11 @@ board, cli) are the harness's own and may change between versions.
 
 from __future__ import annotations
 
+import torch
+
 from m6bench.data.dataset import FEATURE_KINDS, Dataset
+from m6bench.data.features import FeatureTokens, quantile_bands, tokenise_side_table
+from m6bench.data.prepared import PreparedBenchmark, to_device
 from m6bench.data.specs import TASKS, BenchmarkSpec, DatasetSpec, LoadContext
 from m6bench.data.split import Split
 from m6bench.data.trainset import TrainSet
@@ -20,10 +24,13 @@ from m6bench.errors import (
     PluginError,
     ProtocolError,
 )
+from m6bench.evaluation.evaluator import evaluate_part
+from m6bench.evaluation.metrics import MetricSpec
 from m6bench.hookspecs import hookimpl
 from m6bench.protocols.spec import ProtocolSpec
-from m6bench.registry.catalog import Catalog, PluginInfo, load_catalog
-from m6bench.runs.run import RunFailed, run
+from m6bench.registry.catalog import Catalog, PluginFailureWarning, PluginInfo, load_catalog
+from m6bench.runs.config import resolve_config
+from m6bench.runs.run import RunFailed, run, seed_everything
 from m6bench.tensor import csr_row_entries, row_gradient
 from m6bench.training.recommender import Recommender
 from m6bench.training.specs import ComponentSpec, ModelSpec
@@ -38,12 +45,16 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DatasetSpec",
+    "FeatureTokens",
     "LedgerError",
     "LoadContext",
     "M6BenchError",
+    "MetricSpec",
     "ModelSpec",
     "PluginError",
+    "PluginFailureWarning",
     "PluginInfo",
+    "PreparedBenchmark",
     "ProtocolError",
     "ProtocolSpec",
     "Recommender",
@@ -51,10 +62,36 @@ __all__ = [
     "Split",
     "TrainSet",
     "csr_row_entries",
+    "evaluate_part",
     "hookimpl",
     "load_catalog",
+    "prepare_benchmark",
+    "quantile_bands",
+    "resolve_config",
     "row_gradient",
     "run",
+    "seed_everything",
+    "tokenise_side_table",
 ]
 
 __version__ = "0.1.0"
+
+
+def prepare_benchmark(
+    spec: BenchmarkSpec,
+    dataset: Dataset,
+    split: Split,
+    *,
+    catalog: Catalog,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> PreparedBenchmark:
+    """The tensors of benchmark ``spec`` on ``device``, from an already loaded ``dataset``
+    and its ``split``: the train set (its generator seeded with ``seed``, ``catalog`` as the
+    source of encoders, fusions and heads) and the evaluated parts.
+
+    Unlike a run, nothing is loaded, filtered or cached: the caller owns the data, e.g. a
+    test that prepares two benchmarks differing only in their held-out rows.
+    """
+    return to_device(spec, dataset, split, seed=seed, device=torch.device(device),
+                     components=catalog)

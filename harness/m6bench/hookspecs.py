@@ -17,6 +17,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from m6bench.data.specs import BenchmarkSpec, DatasetSpec
+    from m6bench.evaluation.metrics import MetricSpec
     from m6bench.protocols.spec import ProtocolSpec
     from m6bench.training.specs import ComponentSpec, ModelSpec
 
@@ -58,6 +59,25 @@ def m6bench_register_benchmarks(register: Callable[[BenchmarkSpec], None]) -> No
     Called once when the catalog is built.
 
     :param register: call ``register(BenchmarkSpec(name=..., dataset=..., ...))``.
+    :return: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- metrics
+@hookspec
+def m6bench_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    """Register evaluation metrics; runs compute every metric of their benchmark's tasks.
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(MetricSpec(name=..., task=..., higher_is_better=...,
+        compute=..., per_user=..., at_k=...))`` for each metric.  ``compute(inputs, k)``
+        gets, for a per-user ranking metric, an ``m6bench.evaluation.metrics.RankingBatch``
+        (hits, recommended lists, n_relevant of a batch of users) and returns a ``(B,)``
+        tensor; for a global ranking metric, the ``RecommendedLists`` of all users; for a
+        rating or binary metric, the part's ``Predictions``; the last two return a float.
+        ``k`` is the cut-off of an ``at_k`` metric (reported as ``name@k`` for every k of
+        the benchmark), else None.  The direction is written into every record.
     :return: nothing; the return value is ignored.
     """
 

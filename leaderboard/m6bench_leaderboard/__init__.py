@@ -12,10 +12,10 @@ from m6bench_leaderboard.aggregate import (
     holm,
     mean_ci,
     paired_pvalue,
-    read_records,
 )
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, Budget, load_board
 from m6bench_leaderboard.ledger import LedgerReadReport, append_record, read_ledger
+from m6bench_leaderboard.records import read_records
 from m6bench_leaderboard.redact import redact, redact_text
 from m6bench_leaderboard.schema import (
     SCHEMA_VERSION,

@@ -2,7 +2,6 @@
 
 Everything here is a pure function of the records (and an optional board spec):
 
-* :func:`read_records` reads a ledger fast (a trial's per-user values are skipped unparsed);
 * :func:`mean_ci` is the mean and the half-width of its 95% confidence interval over the
   final seeds (Student's t with n - 1 degrees of freedom);
 * :func:`paired_values` pairs two models' per-user test values by (seed, user id), and
@@ -17,129 +16,23 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shlex
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from m6bench_leaderboard.board import DEFAULT_METRICS, BoardSpec
-from m6bench_leaderboard.redact import needs_redaction, redact
-from m6bench_leaderboard.schema import REQUIRED, SCHEMA_VERSION, STATUSES, code_key
+from m6bench_leaderboard.directions import lower_is_better, merged_directions
+from m6bench_leaderboard.schema import code_key
 
 RESULTS_VERSION = 1
-LOWER_IS_BETTER = ("rmse", "mae", "logloss", "gini")
 # a run id or other name safe to use as a file name as it is
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-
-_FINAL = re.compile(rb'"kind"\s*:\s*"final"')
-# The per-user values of a record written by the ledger (compact JSON) hold only lists of
-# numbers: a flat object, cut out before parsing records that need none.
-_PER_USER = b',"per_user":{'
-
-
-# ============================================================================ reading
-@dataclass
-class LoadedRecords:
-    """Records read from a ledger (per-user values kept on finals only), and skipped lines.
-
-    ``lines`` holds the exact ledger line of each final run, by run id.
-    """
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-    lines: dict[str, bytes] = field(default_factory=dict)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _check_top_level(record: Mapping[str, Any]) -> str | None:
-    for key, kind in REQUIRED.items():
-        value = record.get(key)
-        if key not in record:
-            return f"record has no {key!r} key"
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return f"record key {key!r} is a {type(value).__name__}, expected {kind}"
-    if record["status"] not in STATUSES:
-        return f"record status {record['status']!r} is not one of {STATUSES}"
-    if record["schema_version"] > SCHEMA_VERSION:
-        return f"record schema_version {record['schema_version']} is newer than this reader"
-    return None
-
-
-def _is_final(text: bytes) -> bool:
-    if b'"kind":"final"' in text:
-        return True
-    return b'"final"' in text and _FINAL.search(text) is not None
-
-
-def _without_per_user(text: bytes) -> bytes:
-    """``text`` without its ``"per_user"`` object, when it is the flat one the ledger writes."""
-    start = text.find(_PER_USER)
-    if start < 0:
-        return text
-    body = start + len(_PER_USER)
-    end = text.find(b"}", body)
-    if end < 0 or text.find(b"{", body, end) >= 0 or text.find(b'"', body, end) < 0:
-        return text  # not the flat object of lists: parse it all
-    return text[:start] + text[end + 1:]
-
-
-try:  # an optional, faster parser (a dependency of the test extras); same results
-    import orjson
-
-    def _loads(text: bytes) -> Any:
-        return orjson.loads(text)  # refuses NaN and infinities, like the ledger
-except ImportError:  # pragma: no cover - depends on the environment
-    def _loads(text: bytes) -> Any:
-        return json.loads(text, parse_constant=_reject_constant)
-
-
-def read_records(path: str | os.PathLike[str]) -> LoadedRecords:
-    """Every record of a ledger that the leaderboard can use, in append order.
-
-    Like :func:`m6bench_leaderboard.read_ledger` (torn, non-JSON and invalid lines are
-    skipped and listed), but built for big ledgers: only final runs keep their per-user
-    values, and records are checked at the top level (JSON itself cannot hold anything
-    else once NaN and infinities are refused).
-    """
-    loaded = LoadedRecords()
-    path = Path(path)
-    if not path.exists():
-        return loaded
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = raw.strip()
-            if not text:
-                continue
-            short = _without_per_user(text)
-            final = _is_final(short)  # "kind" is never inside the per-user values
-            try:
-                record = _loads(text if final else short)
-            except (ValueError, UnicodeDecodeError) as exc:  # orjson's error is a ValueError
-                torn = "" if raw.endswith(b"\n") else " (torn: no newline, a writer was killed)"
-                loaded.skipped.append((number, f"not JSON{torn}: {exc}"))
-                continue
-            problem = (_check_top_level(record) if isinstance(record, dict)
-                       else "a line is not a JSON object")
-            if problem:
-                loaded.skipped.append((number, problem))
-                continue
-            if needs_redaction(short.decode("utf-8", "replace")):  # written before redaction
-                record = redact(record)
-                text = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
-            loaded.records.append(record)
-            if final:
-                loaded.lines[str(record["run_id"])] = text
-    return loaded
 
 
 # ========================================================================= statistics
@@ -174,10 +67,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * pvalues[index]))
         adjusted[index] = running
     return adjusted
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric.split("@", 1)[0].lower() in LOWER_IS_BETTER
 
 
 def _user_keys(record: Mapping[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -381,6 +270,15 @@ def _sweep_history(trials: Sequence[Mapping[str, Any]], metric: str) -> list[dic
     return history
 
 
+def _sweep(sweep_id: Any, metric: str, trials: Sequence[Mapping[str, Any]],
+           directions: Mapping[str, str]) -> dict[str, Any]:
+    """A sweep's history of ``metric`` (its validation metric) and its direction, by the
+    trials' own records where they say it, else by the finals' (``directions``)."""
+    lower = lower_is_better(metric, {**directions, **merged_directions(trials)})
+    return {"id": sweep_id, "metric": metric, "direction": "minimize" if lower else "maximize",
+            "trials": _sweep_history(trials, metric)}
+
+
 def _run_view(record: Mapping[str, Any]) -> dict[str, Any]:
     view = {k: v for k, v in record.items() if k not in ("per_user", "traceback")}
     view["file"] = safe_name(_text(record.get("run_id")))
@@ -454,12 +352,12 @@ def _failed_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[str, Any]]],
-                  metric: str, test: str, alpha: float) -> dict[str, Any] | None:
-    """Mark, per metric, the best row and the rows not significantly worse than it."""
+                  metric: str, low: bool, test: str, alpha: float) -> dict[str, Any] | None:
+    """Mark, per metric, the best row and the rows not significantly worse than it
+    (``low``: lower values of ``metric`` are better)."""
     scored = [i for i, row in enumerate(rows) if row["metrics"][metric]["mean"] is not None]
     if not scored:
         return None
-    low = lower_is_better(metric)
     best = sorted(scored, key=lambda i: (rows[i]["metrics"][metric]["mean"] * (1 if low else -1),
                                          rows[i]["plugin"], rows[i]["model"]))[0]
     best_table = per_user_table(finals[best], metric)
@@ -492,6 +390,57 @@ def _significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict
             "compared": len(tested)}
 
 
+@dataclass
+class _Collected:
+    """The records of a ledger sorted for the board: ok finals by benchmark and version,
+    failures by row, trials by sweep, counts, and each plugin's newest code."""
+
+    finals_by_bench: dict[str, dict[str, list[dict[str, Any]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    failures: dict[tuple[str, str, str], list[Mapping[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list))
+    trials_by_sweep: dict[str, list[Mapping[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list))
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0, "other_code": 0})
+    newest: dict[str, tuple[str, tuple[str | None, str | None]]] = field(default_factory=dict)
+
+
+def _collect(records: Iterable[Mapping[str, Any]], board: BoardSpec | None,
+             current_code: Mapping[str, tuple[str | None, str | None]] | None) -> _Collected:
+    found = _Collected()
+    counts = found.counts
+    for record in records:
+        counts["records"] += 1
+        kind = record.get("kind") or "run"
+        benchmark = record.get("benchmark") or {}
+        name = _text(benchmark.get("name"))
+        plugin = _text((record.get("plugin") or {}).get("name"))
+        code = code_key(record)
+        if any(code) and (plugin not in found.newest or _when(record) >= found.newest[plugin][0]):
+            found.newest[plugin] = (_when(record), code)
+        if board is not None and not board.includes(name, plugin, _text(record.get("model"))):
+            continue
+        if current_code is not None and plugin in current_code \
+                and code != tuple(current_code[plugin]):
+            counts["other_code"] += 1
+            continue
+        if kind == "trial":
+            counts["trials"] += 1
+            if record.get("sweep_id"):
+                found.trials_by_sweep[str(record["sweep_id"])].append(record)
+        elif kind == "final":
+            counts["finals"] += 1
+            if record["status"] == "ok":
+                found.finals_by_bench[name][_text(benchmark.get("version"))].append(record)
+        else:
+            counts["runs"] += 1
+        if record["status"] == "failed" and kind in ("trial", "final"):
+            counts["failed"] += 1
+            found.failures[(name, plugin, _text(record.get("model")))].append(record)
+    return found
+
+
 def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | None = None,
                       *, source: str | None = None, skipped: int = 0,
                       current_code: Mapping[str, tuple[str | None, str | None]] | None = None,
@@ -508,119 +457,20 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
     installed code, from the caller); with ``current_code``, finals of other code are left
     out, so a published board holds only numbers of the code it names.
     """
-    test = board.test if board else "wilcoxon"
-    alpha = board.alpha if board else 0.05
-    finals_by_bench: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(list))
-    failures: dict[tuple[str, str, str], list[Mapping[str, Any]]] = defaultdict(list)
-    trials_by_sweep: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    counts = {"records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0,
-              "other_code": 0}
-    newest: dict[str, tuple[str, tuple[str | None, str | None]]] = {}
-    for record in records:
-        counts["records"] += 1
-        kind = record.get("kind") or "run"
-        benchmark = record.get("benchmark") or {}
-        name = _text(benchmark.get("name"))
-        plugin = _text((record.get("plugin") or {}).get("name"))
-        code = code_key(record)
-        if any(code) and (plugin not in newest or _when(record) >= newest[plugin][0]):
-            newest[plugin] = (_when(record), code)
-        if board is not None and not board.includes(name, plugin, _text(record.get("model"))):
-            continue
-        if current_code is not None and plugin in current_code \
-                and code != tuple(current_code[plugin]):
-            counts["other_code"] += 1
-            continue
-        if kind == "trial":
-            counts["trials"] += 1
-            if record.get("sweep_id"):
-                trials_by_sweep[str(record["sweep_id"])].append(record)
-        elif kind == "final":
-            counts["finals"] += 1
-            if record["status"] == "ok":
-                finals_by_bench[name][_text(benchmark.get("version"))].append(record)
-        else:
-            counts["runs"] += 1
-        if record["status"] == "failed" and kind in ("trial", "final"):
-            counts["failed"] += 1
-            failures[(name, plugin, _text(record.get("model")))].append(record)
-
-    names = list(dict.fromkeys([*finals_by_bench, *(key[0] for key in failures)]))
+    found = _collect(records, board, current_code)
+    names = list(dict.fromkeys([*found.finals_by_bench, *(key[0] for key in found.failures)]))
     if board is not None:
-        names = list(board.benchmarks) + sorted({n for n, _, _ in failures} - set(
+        names = list(board.benchmarks) + sorted({n for n, _, _ in found.failures} - set(
             board.benchmarks))
-        names = [n for n in names if n in finals_by_bench or any(k[0] == n for k in failures)]
-    benchmarks, runs, sweeps = [], {}, {}
-    for name in names:
-        versions = finals_by_bench.get(name, {})
-        version = max(versions, key=lambda v: max(_when(r) for r in versions[v]), default="")
-        finals = versions.get(version, [])
-        groups: dict[tuple[str, str], dict[str, _Group]] = defaultdict(dict)
-        for record in finals:
-            key = (_text(record["plugin"].get("name")), record["model"])
-            groups[key].setdefault(str(record.get("sweep_id")), _Group()).records.append(record)
-        spec = (finals[0]["benchmark"].get("spec") if finals else None) or {}
-        available = {m for r in finals for m in ((r.get("metrics") or {}).get("test") or {})}
-        metrics = [m for m in board.metrics if m in available] if board and board.metrics \
-            else _default_metrics(spec, available)
-        rows: list[dict[str, Any]] = []
-        row_finals: dict[int, list[dict[str, Any]]] = {}
-        for (plugin, model), by_sweep in sorted(groups.items()):
-            matching = [g for g in by_sweep.values()
-                        if _budget_matches(g.records[0], board, name, plugin, model)]
-            chosen = max(matching or list(by_sweep.values()), key=lambda g: g.latest)
-            sweep_id = chosen.records[0].get("sweep_id")
-            trials = trials_by_sweep.get(str(sweep_id), []) if sweep_id else []
-            row = _row(chosen.records, metrics, trials)
-            latest = tuple(current_code[plugin]) if current_code and plugin in current_code \
-                else newest.get(plugin, ("", (None, None)))[1]
-            row["stale"] = any(latest) and tuple(row["code"]) != latest
-            row_finals[len(rows)] = [r for r in chosen.records if r["run_id"] in row["runs"]]
-            rows.append(row)
-            valid_metric = _text(spec.get("valid_metric"), "ndcg@10")
-            if sweep_id and str(sweep_id) not in sweeps:
-                sweeps[str(sweep_id)] = {
-                    "id": sweep_id, "metric": valid_metric,
-                    "direction": "minimize" if lower_is_better(valid_metric) else "maximize",
-                    "trials": _sweep_history(trials, valid_metric),
-                }
-            for record in row_finals[len(rows) - 1]:
-                runs[record["run_id"]] = _run_view(record)
-        ok_models = {(r["plugin"], r["model"]) for r in rows}
-        failed_rows = [_failed_row(failures[key]) for key in sorted(failures)
-                       if key[0] == name and key[1:] not in ok_models]
-        tests = [t for t in (_significance(rows, row_finals, m, test, alpha) for m in metrics)
-                 if t is not None]
-        primary = metrics[0] if metrics else None
-        _rank(rows, primary)
-        for flag, row in zip(_pareto_points(rows, primary), rows):
-            row["pareto"] = flag
-        rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["plugin"], r["model"]))
-        first = finals[-1] if finals else {}
-        benchmarks.append({
-            "name": name,
-            "file": safe_name(name),
-            "version": version,
-            "other_versions": sorted(v for v in versions if v != version),
-            "protocol": _text(spec.get("protocol")) or _text((first.get("cut") or {}).get(
-                "protocol")),
-            "description": _text(spec.get("description")),
-            "spec": spec,
-            "dataset": first.get("dataset") or {},
-            "cut": first.get("cut") or {},
-            "metrics": metrics,
-            "primary": primary,
-            "lower_is_better": {m: lower_is_better(m) for m in metrics},
-            "significance": {"test": test, "alpha": alpha, "correction": "holm",
-                             "pairing": "per-user test values matched by (seed, user id)",
-                             "tests": tests},
-            "rows": rows,
-            "failed": failed_rows,
-        })
+        names = [n for n in names
+                 if n in found.finals_by_bench or any(k[0] == n for k in found.failures)]
+    runs: dict[str, Any] = {}
+    sweeps: dict[str, Any] = {}
+    benchmarks = [_benchmark_view(name, found, board, current_code, runs, sweeps)
+                  for name in names]
     return {
         "results_version": RESULTS_VERSION,
-        "source": {"ledger": source, "skipped_lines": skipped, **counts},
+        "source": {"ledger": source, "skipped_lines": skipped, **found.counts},
         "board": board.to_dict() if board else None,
         "benchmarks": benchmarks,
         "runs": runs,
@@ -628,10 +478,97 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
     }
 
 
-def _rank(rows: list[dict[str, Any]], metric: str | None) -> None:
+def _benchmark_rows(name: str, finals: list[dict[str, Any]], found: _Collected,
+                    board: BoardSpec | None, metrics: list[str],
+                    current_code: Mapping[str, tuple[str | None, str | None]] | None,
+                    ) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]], list[Any]]:
+    """One row per (plugin, model) from its chosen sweep's finals; those finals and the
+    sweep ids, by row."""
+    groups: dict[tuple[str, str], dict[str, _Group]] = defaultdict(dict)
+    for record in finals:
+        key = (_text(record["plugin"].get("name")), record["model"])
+        groups[key].setdefault(str(record.get("sweep_id")), _Group()).records.append(record)
+    rows: list[dict[str, Any]] = []
+    row_finals: dict[int, list[dict[str, Any]]] = {}
+    sweep_ids: list[Any] = []
+    for (plugin, model), by_sweep in sorted(groups.items()):
+        matching = [g for g in by_sweep.values()
+                    if _budget_matches(g.records[0], board, name, plugin, model)]
+        chosen = max(matching or list(by_sweep.values()), key=lambda g: g.latest)
+        sweep_id = chosen.records[0].get("sweep_id")
+        trials = found.trials_by_sweep.get(str(sweep_id), []) if sweep_id else []
+        row = _row(chosen.records, metrics, trials)
+        latest = tuple(current_code[plugin]) if current_code and plugin in current_code \
+            else found.newest.get(plugin, ("", (None, None)))[1]
+        row["stale"] = any(latest) and tuple(row["code"]) != latest
+        row_finals[len(rows)] = [r for r in chosen.records if r["run_id"] in row["runs"]]
+        rows.append(row)
+        sweep_ids.append(sweep_id)
+    return rows, row_finals, sweep_ids
+
+
+def _benchmark_view(name: str, found: _Collected, board: BoardSpec | None,
+                    current_code: Mapping[str, tuple[str | None, str | None]] | None,
+                    runs: dict[str, Any], sweeps: dict[str, Any]) -> dict[str, Any]:
+    """One benchmark's table (its newest version's rows, ranked, with significance tests);
+    fills ``runs`` and ``sweeps`` with the views its rows link to."""
+    test = board.test if board else "wilcoxon"
+    alpha = board.alpha if board else 0.05
+    versions = found.finals_by_bench.get(name, {})
+    version = max(versions, key=lambda v: max(_when(r) for r in versions[v]), default="")
+    finals = versions.get(version, [])
+    spec = (finals[0]["benchmark"].get("spec") if finals else None) or {}
+    directions = merged_directions(sorted(finals, key=_when))
+    available = {m for r in finals for m in ((r.get("metrics") or {}).get("test") or {})}
+    metrics = [m for m in board.metrics if m in available] if board and board.metrics \
+        else _default_metrics(spec, available)
+    rows, row_finals, sweep_ids = _benchmark_rows(name, finals, found, board, metrics,
+                                                  current_code)
+    for index, sweep_id in enumerate(sweep_ids):
+        if sweep_id and str(sweep_id) not in sweeps:
+            sweeps[str(sweep_id)] = _sweep(sweep_id, _text(spec.get("valid_metric"), "ndcg@10"),
+                                           found.trials_by_sweep.get(str(sweep_id), []),
+                                           directions)
+        for record in row_finals[index]:
+            runs[record["run_id"]] = _run_view(record)
+    ok_models = {(r["plugin"], r["model"]) for r in rows}
+    failed_rows = [_failed_row(found.failures[key]) for key in sorted(found.failures)
+                   if key[0] == name and key[1:] not in ok_models]
+    lower = {m: lower_is_better(m, directions) for m in metrics}
+    tests = [t for t in (_significance(rows, row_finals, m, lower[m], test, alpha)
+                         for m in metrics) if t is not None]
+    primary = metrics[0] if metrics else None
+    _rank(rows, primary, lower)
+    for flag, row in zip(_pareto_points(rows, primary, lower), rows):
+        row["pareto"] = flag
+    rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["plugin"], r["model"]))
+    first = finals[-1] if finals else {}
+    return {
+        "name": name,
+        "file": safe_name(name),
+        "version": version,
+        "other_versions": sorted(v for v in versions if v != version),
+        "protocol": _text(spec.get("protocol")) or _text((first.get("cut") or {}).get(
+            "protocol")),
+        "description": _text(spec.get("description")),
+        "spec": spec,
+        "dataset": first.get("dataset") or {},
+        "cut": first.get("cut") or {},
+        "metrics": metrics,
+        "primary": primary,
+        "lower_is_better": lower,
+        "significance": {"test": test, "alpha": alpha, "correction": "holm",
+                         "pairing": "per-user test values matched by (seed, user id)",
+                         "tests": tests},
+        "rows": rows,
+        "failed": failed_rows,
+    }
+
+
+def _rank(rows: list[dict[str, Any]], metric: str | None, lower: Mapping[str, bool]) -> None:
     if metric is None:
         return
-    low = lower_is_better(metric)
+    low = lower[metric]
     scored = sorted((r for r in rows if r["metrics"][metric]["mean"] is not None),
                     key=lambda r: r["metrics"][metric]["mean"] * (1 if low else -1))
     previous, rank = None, 0
@@ -642,10 +579,11 @@ def _rank(rows: list[dict[str, Any]], metric: str | None) -> None:
         row["rank"] = rank
 
 
-def _pareto_points(rows: Sequence[dict[str, Any]], metric: str | None) -> list[bool]:
+def _pareto_points(rows: Sequence[dict[str, Any]], metric: str | None,
+                   lower: Mapping[str, bool]) -> list[bool]:
     if metric is None:
         return [False] * len(rows)
-    sign = -1.0 if lower_is_better(metric) else 1.0
+    sign = -1.0 if lower[metric] else 1.0
     usable = [i for i, r in enumerate(rows)
               if r["train_seconds"] is not None and r["metrics"][metric]["mean"] is not None]
     flags = _pareto([(rows[i]["train_seconds"], sign * rows[i]["metrics"][metric]["mean"])

@@ -41,6 +41,9 @@ class RunRecord(TypedDict, total=False):
     seed: int
     device: str  # e.g. "cpu", "cuda:0"
     metrics: dict[str, dict[str, float | None]]  # {"valid": {...}, "test": {...}}
+    metric_directions: dict[str, str]  # {"ndcg@10": "max", "rmse": "min", ...}: which way
+    #                                    each metric in metrics is better (from its registered
+    #                                    spec); absent from records written before it existed
     slices: dict[str, dict[str, float | None]]  # per slice name: test metrics
     per_user: dict[str, Any]  # {"users": [...], "<metric>": [...]} test values per user
     curve: list[dict[str, float | int | None]]  # per epoch: epoch, losses, valid metric
@@ -76,6 +79,7 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
     "started_at": str,
 }
 STATUSES = ("ok", "failed", "pruned")
+METRIC_DIRECTIONS = ("max", "min")
 
 
 def code_key(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -132,7 +136,22 @@ def validate_record(record: Mapping[str, Any]) -> None:
             f"record schema_version {record['schema_version']} is newer than this reader "
             f"({SCHEMA_VERSION}); upgrade m6bench."
         )
+    _check_directions(record.get("metric_directions"))
     _check_json(dict(record), "record")
+
+
+def _check_directions(directions: Any) -> None:
+    """``metric_directions`` is optional (older records lack it); when present, every value
+    is one of :data:`METRIC_DIRECTIONS`."""
+    if directions is None:
+        return
+    if not isinstance(directions, Mapping):
+        raise RecordError(f"record key 'metric_directions' is a {type(directions).__name__}, "
+                          "expected a dict of metric name -> 'max' or 'min'.")
+    for name, direction in directions.items():
+        if direction not in METRIC_DIRECTIONS:
+            raise RecordError(f"record key metric_directions.{name} is {direction!r}; use "
+                              f"one of {METRIC_DIRECTIONS}.")
 
 
 def dumps_record(record: Mapping[str, Any]) -> str:

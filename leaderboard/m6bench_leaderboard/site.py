@@ -29,9 +29,10 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from m6bench_leaderboard.aggregate import build_leaderboard, read_records
+from m6bench_leaderboard.aggregate import build_leaderboard
 from m6bench_leaderboard.board import BoardSpec
 from m6bench_leaderboard.plots import history_plot, line_plot, pareto_plot
+from m6bench_leaderboard.records import read_records
 
 HERE = Path(__file__).resolve().parent
 MARKER = ".m6bench-site"

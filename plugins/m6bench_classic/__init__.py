@@ -12,7 +12,7 @@ from typing import Any
 
 from m6bench import ModelSpec, hookimpl
 from m6bench_classic.baselines import Popularity, RandomScores
-from m6bench_classic.factorisation import BPRMF, IALS
+from m6bench_classic.factorisation import BPRMF, IALS, NEGATIVE_SAMPLERS
 from m6bench_classic.linear import EASE
 from m6bench_classic.neighbourhood import ItemKNN
 
@@ -92,6 +92,7 @@ MODELS = (
             "epochs": 200, "patience": 8, "eval_every": 2,
         },
         search_space=_bpr_mf_space,
+        choices={"negatives": NEGATIVE_SAMPLERS},
         default=True,
         description="Matrix factorisation trained with the BPR pairwise loss (Adam).",
         paper="Rendle et al., UAI 2009",

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 
-CATEGORICAL_KINDS = ("categorical", "categorical_seq")
+from m6bench import tokenise_side_table
 
 
 @dataclass(frozen=True)
@@ -35,26 +34,6 @@ class FieldTable:
         return len(self.names)
 
 
-def _values(series: pd.Series, kind: str, name: str, bands: int) -> list[list[str]]:
-    if kind in CATEGORICAL_KINDS:
-        out: list[list[str]] = []
-        for value in series.tolist():
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                out.append([])
-            elif kind == "categorical_seq":
-                out.append(list(dict.fromkeys(str(value).split())))
-            else:
-                out.append([str(value)])
-        return out
-    numbers = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
-    finite = numbers[np.isfinite(numbers)]
-    if finite.size == 0:
-        return [[] for _ in numbers]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bands + 1)[1:-1]))
-    band = np.searchsorted(edges, numbers, side="right")
-    return [[f"#{b}"] if np.isfinite(x) else [] for x, b in zip(numbers, band)]
-
-
 def field_table(
     n: int,
     table: pd.DataFrame | None,
@@ -67,34 +46,10 @@ def field_table(
 ) -> FieldTable:
     """The fields of ``n`` entities: their id (``with_id``), every categorical and token-list
     column, and every numeric column as quantile bands.  Tokens held by fewer than
-    ``min_count`` entities are dropped (the field is then empty for those entities)."""
-    columns: list[tuple[str, list[list[str]]]] = []
-    if with_id:
-        columns.append((id_name, [[str(i)] for i in range(n)]))
-    if table is not None:
-        for column, kind in kinds.items():
-            if column in table.columns and kind in (*CATEGORICAL_KINDS, "numeric"):
-                values = _values(table[column], kind, column, bands)[:n]
-                values += [[] for _ in range(n - len(values))]
-                counts: dict[str, int] = {}
-                for tokens in values:
-                    for token in tokens:
-                        counts[token] = counts.get(token, 0) + 1
-                kept = [[t for t in tokens if counts[t] >= min_count] for tokens in values]
-                if any(kept):
-                    columns.append((column, kept))
-    width = max(1, max((len(t) for _, values in columns for t in values), default=1))
-    ids = np.zeros((n, len(columns), width), dtype=np.int64)
-    weights = np.zeros((n, len(columns), width), dtype=np.float32)
-    next_id = 1
-    for f, (_, values) in enumerate(columns):
-        index: dict[str, int] = {}
-        for row, tokens in enumerate(values):
-            for k, token in enumerate(tokens):
-                if token not in index:
-                    index[token] = next_id
-                    next_id += 1
-                ids[row, f, k] = index[token]
-                weights[row, f, k] = 1.0 / len(tokens)
-    return FieldTable(torch.from_numpy(ids), torch.from_numpy(weights),
-                      tuple(name for name, _ in columns), next_id)
+    ``min_count`` entities are dropped (the field is then empty for those entities).
+
+    Token ids come from m6bench's side-table tokeniser, per field in order of first
+    appearance (so entity ``e``'s id token is ``e + 1``)."""
+    tokens = tokenise_side_table(table, kinds, n, bands=bands, min_count=min_count,
+                                 id_field=id_name if with_id else None, order="first-seen")
+    return FieldTable(tokens.tokens, tokens.weights, tokens.fields, tokens.size)

@@ -24,7 +24,7 @@ from typing import Any
 
 from m6bench import ComponentSpec, ModelSpec, hookimpl
 from m6bench_gnn_mf.graph import GraphPropagation, normalised_adjacency
-from m6bench_gnn_mf.model import FINETUNE_MODES, GNNMF, GNNMFRating
+from m6bench_gnn_mf.model import FINETUNE_MODES, GNNMF, NEGATIVE_SAMPLERS, GNNMFRating
 
 __all__ = ["GNNMF", "GNNMFRating", "GraphPropagation", "normalised_adjacency"]
 
@@ -89,6 +89,7 @@ MODELS = (
         build=GNNMF,
         defaults=GNN_MF_DEFAULTS,
         search_space=gnn_mf_space,
+        choices={"negatives": NEGATIVE_SAMPLERS},
         default=True,
         description="LightGCN-style graph propagation over MF embeddings, BPR loss, one "
                     "full-graph propagation per (large-batch) optimisation step.",
@@ -113,6 +114,7 @@ MODELS = (
             "eval_every": 1,
         },
         search_space=gnn_mf_rating_space,
+        choices={"negatives": NEGATIVE_SAMPLERS, "finetune": FINETUNE_MODES},
         tasks=("rating",),
         description="Two-stage gnn-mf: pre-train on the graph (BPR), then fine-tune a "
                     "rating-regression head on the propagated embeddings.",

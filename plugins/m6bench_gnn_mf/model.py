@@ -7,11 +7,26 @@ from typing import Any
 
 import torch
 
-from m6bench import Recommender, TrainSet
-from m6bench_gnn_mf.graph import normalised_adjacency
+from m6bench import ConfigError, Recommender, TrainSet
+from m6bench_gnn_mf.graph import combination_weights, normalised_adjacency
 
 NEGATIVE_SAMPLERS = ("uniform", "true")
 FINETUNE_MODES = ("head", "all")
+
+
+def _check_graph_config(config: Mapping[str, Any]) -> None:
+    """Ranges and the layer weights; ``negatives`` and ``finetune`` are the recipes' declared
+    ``choices``, checked when the config is resolved."""
+    if int(config["steps_per_epoch"]) < 1:
+        raise ConfigError(f"steps_per_epoch must be at least 1, got "
+                          f"{config['steps_per_epoch']}; e.g. --set steps_per_epoch=8.")
+    if int(config["layers"]) < 0:
+        raise ConfigError(f"layers must be 0 or more, got {config['layers']}; e.g. "
+                          "--set layers=2.")
+    try:
+        combination_weights(int(config["layers"]), config["layer_weights"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class GNNMF(Recommender):
@@ -46,12 +61,7 @@ class GNNMF(Recommender):
 
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
-        if config["negatives"] not in NEGATIVE_SAMPLERS:
-            raise ValueError(f"negatives={config['negatives']!r} is not a sampler; use one of "
-                             f"{', '.join(NEGATIVE_SAMPLERS)}.")
-        if int(config["steps_per_epoch"]) < 1:
-            raise ValueError(f"steps_per_epoch must be at least 1, got "
-                             f"{config['steps_per_epoch']}.")
+        _check_graph_config(config)
         dim, init_std = int(config["dim"]), float(config["init_std"])
         components = train.components
         self.user_encoder = components.encoder("id-embedding", num=train.n_users, dim=dim,
@@ -156,11 +166,8 @@ class GNNMFRating(GNNMF):
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
         if train.ratings is None:
-            raise ValueError("gnn-mf-rating fine-tunes a rating head, but the benchmark's "
-                             "training data has no ratings; use gnn-mf for ranking.")
-        if config["finetune"] not in FINETUNE_MODES:
-            raise ValueError(f"finetune={config['finetune']!r}; use one of "
-                             f"{', '.join(FINETUNE_MODES)}.")
+            raise ConfigError("gnn-mf-rating fine-tunes a rating head, but the benchmark's "
+                              "training data has no ratings; use gnn-mf for ranking.")
         dim = int(config["dim"])
         self.rating_fusion = train.components.fusion(
             "concat-mlp", in_dim=3 * dim, hidden=[int(h) for h in config["head_hidden"]],

@@ -26,8 +26,10 @@ from typing import Any
 
 from m6bench import ComponentSpec, ModelSpec, hookimpl
 from m6bench_m6_fusion.components import (
+    COMBINE_MODES,
     ENCODER_DEFAULTS,
     FUSION_DEFAULTS,
+    FUSION_MODES,
     HEAD_DEFAULTS,
     AttentionFusion,
     CategoricalFeatureEncoder,
@@ -40,10 +42,11 @@ from m6bench_m6_fusion.components import (
     SampledSoftmaxHead,
     SentenceTextEncoder,
 )
-from m6bench_m6_fusion.model import M6Fusion
+from m6bench_m6_fusion.model import CONTEXT_SOURCES, RANKING_LOSSES, M6Fusion
 from m6bench_m6_fusion.text import DEFAULT_TEXT_MODEL, TextVectorCache, register_text_encoder
 
 __all__ = [
+    "CHOICES",
     "DEFAULTS",
     "AttentionFusion",
     "CategoricalFeatureEncoder",
@@ -107,17 +110,25 @@ DEFAULTS: dict[str, Any] = {
     "eval_every": 1,
 }
 
+# The allowed values of the enumerated keys: anything else is refused before data is loaded.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fusion": FUSION_MODES,
+    "combine": COMBINE_MODES,
+    "ranking_loss": RANKING_LOSSES,
+    "context_source": CONTEXT_SOURCES,
+}
+
 
 def search_space(trial: Any) -> dict[str, Any]:
     """Sizes, fusion, the ranking loss, task weights, id dropout and optimisation."""
     return {
         "dim": trial.suggest_categorical("dim", [32, 64, 128]),
-        "fusion": trial.suggest_categorical("fusion", ["attention", "concat", "mean"]),
-        "combine": trial.suggest_categorical("combine", ["sum", "concat"]),
+        "fusion": trial.suggest_categorical("fusion", list(FUSION_MODES)),
+        "combine": trial.suggest_categorical("combine", list(COMBINE_MODES)),
         "mlp_hidden": [trial.suggest_categorical("mlp_width", [64, 128, 256])],
         "dropout": trial.suggest_float("dropout", 0.0, 0.4),
         "id_dropout": trial.suggest_float("id_dropout", 0.0, 0.6),
-        "ranking_loss": trial.suggest_categorical("ranking_loss", ["softmax", "bpr"]),
+        "ranking_loss": trial.suggest_categorical("ranking_loss", list(RANKING_LOSSES)),
         "temperature": trial.suggest_float("temperature", 0.2, 2.0, log=True),
         "rating_weight": trial.suggest_float("rating_weight", 0.05, 2.0, log=True),
         "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
@@ -136,6 +147,7 @@ MODELS = (
         build=M6Fusion,
         defaults=DEFAULTS,
         search_space=search_space,
+        choices=CHOICES,
         tasks=("ranking", "rating"),
         default=True,
         description="Multimodal two-tower model: id, categorical, numeric, text (sentence "

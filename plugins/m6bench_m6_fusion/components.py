@@ -44,13 +44,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from m6bench_m6_fusion.features import (
-    HOURS,
-    WEEKDAYS,
-    context_codes,
-    numeric_matrix,
-    token_table,
-)
+from m6bench import tokenise_side_table
+from m6bench_m6_fusion.features import HOURS, WEEKDAYS, context_codes, numeric_matrix
 from m6bench_m6_fusion.text import DEFAULT_TEXT_MODEL, TextVectorCache
 
 
@@ -64,26 +59,28 @@ class CategoricalFeatureEncoder(nn.Module):
     (``bands`` bands).  Tokens held by fewer than ``min_count`` entities are dropped, and
     with ``known`` (bool ``(num,)``: entities with training interactions) tokens are counted
     over known entities only, so a value seen on no training entity is treated as missing
-    (NaN and missing values carry no token either).  The
-    token matrix ``(num, width)`` and its weights are non-persistent buffers rebuilt from the
-    table.  Without a table every entity maps to the zero vector.
+    (NaN and missing values carry no token either); the tokens are m6bench's
+    ``tokenise_side_table`` with its defaults, read flat.  The token matrix ``(num, width)``
+    and its weights are non-persistent buffers rebuilt from the table.  Without a table
+    every entity maps to the zero vector.
     """
 
     def __init__(self, num: int, dim: int, table: pd.DataFrame | None = None,
                  kinds: Mapping[str, str] | None = None, bands: int = 6, min_count: int = 2,
                  init_std: float = 0.1, known: torch.Tensor | None = None) -> None:
         super().__init__()
-        tokens = token_table(table, kinds or {}, num, bands=bands, min_count=min_count,
-                             known=known)
+        tokens = tokenise_side_table(table, kinds or {}, num, bands=bands,
+                                     min_count=min_count, known=known)
         self.vocabulary = tokens.vocabulary
         self.fields = tokens.fields
         self.embedding = nn.Embedding(tokens.size, dim, padding_idx=0)
         nn.init.normal_(self.embedding.weight, std=init_std)
         with torch.no_grad():
             self.embedding.weight[0].zero_()
-        fields_present = tokens.weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-        self.register_buffer("tokens", tokens.tokens, persistent=False)
-        self.register_buffer("weights", tokens.weights / fields_present, persistent=False)
+        ids, weights = tokens.flat()  # (num, width): each field's weights sum to 1
+        fields_present = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+        self.register_buffer("tokens", ids, persistent=False)
+        self.register_buffer("weights", weights / fields_present, persistent=False)
 
     @property
     def empty(self) -> bool:

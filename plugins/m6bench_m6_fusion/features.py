@@ -1,4 +1,4 @@
-"""Side tables and timestamps -> tensors: token bags, standardised numbers, context codes.
+"""Side tables and timestamps -> tensors: standardised numbers, context codes, text neighbours.
 
 Everything here is a pure function of a side table (or of the training interactions), run
 once when a model is built; the results become non-persistent buffers of the encoders.
@@ -7,117 +7,18 @@ once when a model is built; the results become non-persistent buffers of the enc
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-# Categorical kinds become tokens; numeric kinds become numbers (and quantile-band tokens).
-CATEGORICAL_KINDS = ("categorical", "categorical_seq")
+# Numeric kinds become standardised numbers here; every categorical, list and numeric column
+# becomes tokens through m6bench's side-table tokeniser (the categorical-features encoder).
 NUMERIC_KINDS = ("numeric",)
 
 SECONDS_PER_HOUR = 3600
 SECONDS_PER_DAY = 86400
 HOURS, WEEKDAYS = 24, 7
-
-
-@dataclass(frozen=True)
-class TokenTable:
-    """Every entity's categorical tokens as a padded matrix.
-
-    ``tokens`` is int64 ``(n, width)`` with ``0`` as padding (token ids start at 1);
-    ``weights`` is float32 ``(n, width)``: within each field an entity's tokens share weight
-    ``1 / n_tokens_in_field``, so a field with six genres counts as much as one with a single
-    occupation.  ``vocabulary`` lists the token strings (``field=value`` or ``field#band``),
-    index ``i`` naming token id ``i + 1``; ``fields`` the contributing columns.
-    """
-
-    tokens: torch.Tensor
-    weights: torch.Tensor
-    vocabulary: tuple[str, ...]
-    fields: tuple[str, ...]
-
-    @property
-    def size(self) -> int:
-        """Number of token ids including the padding id 0."""
-        return len(self.vocabulary) + 1
-
-
-def _column_tokens(values: pd.Series, kind: str, name: str, bands: int) -> list[list[str]]:
-    if kind in CATEGORICAL_KINDS:
-        out = []
-        for value in values.tolist():
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                out.append([])
-                continue
-            parts = str(value).split() if kind == "categorical_seq" else [str(value)]
-            out.append([f"{name}={p}" for p in parts])
-        return out
-    # numeric: quantile bands ("age band", "release-year band"); NaN has no token
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    finite = numbers[np.isfinite(numbers)]
-    if bands <= 1 or finite.size == 0:
-        return [[] for _ in range(len(numbers))]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bands + 1)[1:-1]))
-    band = np.searchsorted(edges, numbers, side="right")
-    return [[f"{name}#{b}"] if np.isfinite(x) else [] for x, b in zip(numbers, band)]
-
-
-def token_table(
-    table: pd.DataFrame | None,
-    kinds: Mapping[str, str],
-    n: int,
-    *,
-    bands: int = 6,
-    min_count: int = 2,
-    known: torch.Tensor | None = None,
-) -> TokenTable:
-    """Tokenise the categorical columns (and quantile bands of the numeric ones) of a table.
-
-    :param table: the side table, one row per entity in entity order (``None``: no tokens).
-    :param kinds: column -> feature kind (``text`` and ``numeric_seq`` columns are skipped).
-    :param n: the number of entities (rows beyond the table get no tokens).
-    :param bands: quantile bands per numeric column (``<= 1``: numeric columns give none).
-    :param min_count: tokens held by fewer entities are dropped (a zip code held by one
-        user identifies it and adds nothing an id embedding does not).
-    :param known: bool ``(n,)``, the entities with training interactions; tokens are counted
-        over these only, so a value that no known entity holds (a category first seen on a
-        cold item) gets no embedding, which training could never have moved from its random
-        start, and is treated as missing.  ``None``: every entity is known.
-    """
-    per_entity: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-    fields: list[str] = []
-    if table is not None:
-        for column, kind in kinds.items():
-            if column not in table.columns or kind not in CATEGORICAL_KINDS + NUMERIC_KINDS:
-                continue
-            column_tokens = _column_tokens(table[column], kind, column, bands)
-            if not any(column_tokens):
-                continue
-            fields.append(column)
-            for row, tokens in enumerate(column_tokens[:n]):
-                per_entity[row].extend((column, t) for t in dict.fromkeys(tokens))
-    counts: dict[str, int] = {}
-    counted = range(n) if known is None else np.flatnonzero(known.cpu().numpy()[:n])
-    for row in counted:
-        for _, token in per_entity[row]:
-            counts[token] = counts.get(token, 0) + 1
-    vocabulary = tuple(sorted(t for t, c in counts.items() if c >= min_count))
-    index = {t: i + 1 for i, t in enumerate(vocabulary)}
-    kept = [[(f, index[t]) for f, t in tokens if t in index] for tokens in per_entity]
-    width = max(1, max((len(k) for k in kept), default=0))
-    ids = np.zeros((n, width), dtype=np.int64)
-    weights = np.zeros((n, width), dtype=np.float32)
-    for row, tokens in enumerate(kept):
-        per_field: dict[str, int] = {}
-        for field_name, _ in tokens:
-            per_field[field_name] = per_field.get(field_name, 0) + 1
-        for col, (field_name, token) in enumerate(tokens):
-            ids[row, col] = token
-            weights[row, col] = 1.0 / per_field[field_name]
-    used = tuple(f for f in fields if any(t.startswith((f"{f}=", f"{f}#")) for t in vocabulary))
-    return TokenTable(torch.from_numpy(ids), torch.from_numpy(weights), vocabulary, used)
 
 
 def numeric_matrix(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from m6bench import ConfigError, Recommender, TrainSet, csr_row_entries
-from m6bench_m6_fusion.components import FUSION_MODES, FUSIONS
+from m6bench_m6_fusion.components import FUSIONS
 from m6bench_m6_fusion.features import context_profiles, evidence_bands, text_neighbours
 
 RANKING_LOSSES = ("softmax", "bpr")
@@ -81,11 +81,7 @@ class M6Fusion(Recommender):
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
         self._check(train, config)
-        dim = int(config["dim"])
-        init_std = float(config["init_std"])
-        side = bool(config["side_features"])
-        catalog = train.components
-        self.dim = dim
+        self.dim = int(config["dim"])
         self.ranking_weight = float(config["ranking_weight"])
         self.rating_weight = float(config["rating_weight"]) if train.ratings is not None else 0.0
         self.ranking_loss = str(config["ranking_loss"])
@@ -93,13 +89,27 @@ class M6Fusion(Recommender):
         self.id_dropout = float(config["id_dropout"])
         self.l2 = float(config["l2"])
         self.batch_size = int(config["batch_size"])
+        # The parts are built in this order (their random initialisations follow it).
+        self._build_user_tower(train, config)
+        self._build_item_tower(train, config)
+        self._build_fusions(train, config)
+        self._build_heads(train, config)
+        self.register_buffer("item_cache", torch.zeros(0, self.dim), persistent=False)
+        self._cache_valid = False
+        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
+        self.to(train.device)
+        self.optimizer: torch.optim.Optimizer | None = None
 
-        # ---- user tower
+    def _build_user_tower(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The user id, side-feature and context encoders (``user_modalities``)."""
+        dim, init_std = self.dim, float(config["init_std"])
+        catalog = train.components
         self.user_id = catalog.encoder("id-embedding", num=train.n_users, dim=dim,
                                        init_std=init_std)
         user_side = (self._side_encoders(
             "user", train, train.user_features, train.user_feature_kinds,
-            torch.bincount(train.users, minlength=train.n_users) > 0) if side else [])
+            torch.bincount(train.users, minlength=train.n_users) > 0)
+            if bool(config["side_features"]) else [])
         self.user_modalities = ("user_id", *user_side)
         self.use_context = bool(config["context"])
         self.attention = config["fusion"] == "attention"
@@ -117,12 +127,16 @@ class M6Fusion(Recommender):
             if not self.attention:  # without attention the context is one more modality
                 self.user_modalities += ("context",)
 
-        # ---- item tower
+    def _build_item_tower(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The item id, side-feature, text and text-neighbour encoders (``item_modalities``),
+        the evidence-band embedding, and the buffers of which items have training data."""
+        dim, init_std = self.dim, float(config["init_std"])
+        catalog = train.components
         self.item_id = catalog.encoder("id-embedding", num=train.n_items, dim=dim,
                                        init_std=init_std)
         item_side = (self._side_encoders(
             "item", train, train.item_features, train.item_feature_kinds,
-            train.item_popularity > 0) if side else [])
+            train.item_popularity > 0) if bool(config["side_features"]) else [])
         if bool(config["text"]) and train.item_text is not None:
             self.item_text = catalog.encoder("sentence-text", num=train.n_items, dim=dim,
                                              texts=train.item_text,
@@ -150,37 +164,34 @@ class M6Fusion(Recommender):
             self.register_buffer("train_col", train.matrix.col_indices().clone(),
                                  persistent=False)
 
-        # ---- fusions
+    def _build_fusions(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The user and item towers' fusions (``fusion`` is a declared choice)."""
         fusion = FUSIONS[str(config["fusion"])]
-        options: dict[str, Any] = {"dim": dim, "hidden": list(config["mlp_hidden"]),
+        options: dict[str, Any] = {"dim": self.dim, "hidden": list(config["mlp_hidden"]),
                                    "dropout": float(config["dropout"])}
         if config["fusion"] == "attention":
             options |= {"combine": str(config["combine"]),
                         "attention_dim": int(config["attention_dim"])}
-        self.user_fusion = catalog.fusion(fusion, n_modalities=len(self.user_modalities),
-                                          context_dim=dim if self.use_context else 0,
-                                          **options)
-        self.item_fusion = catalog.fusion(fusion, n_modalities=len(self.item_modalities),
-                                          context_dim=dim, **options)
+        self.user_fusion = train.components.fusion(
+            fusion, n_modalities=len(self.user_modalities),
+            context_dim=self.dim if self.use_context else 0, **options)
+        self.item_fusion = train.components.fusion(
+            fusion, n_modalities=len(self.item_modalities), context_dim=self.dim, **options)
 
-        # ---- heads
+    def _build_heads(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The ranking head (softmax or BPR), the rating head and loss, the rating range."""
+        catalog = train.components
         self.ranking_head = (catalog.head("sampled-softmax",
                                           temperature=float(config["temperature"]))
                              if self.ranking_loss == "softmax" else catalog.head("bpr"))
         ratings = train.ratings
         mean = float(ratings.mean()) if ratings is not None and ratings.numel() else 0.0
-        self.rating_head = catalog.head("rating-regression", dim=dim,
+        self.rating_head = catalog.head("rating-regression", dim=self.dim,
                                         rank=int(config["rating_rank"]), global_mean=mean)
         self.rating_loss = catalog.head("mse")
         low = float(ratings.min()) if ratings is not None and ratings.numel() else -1e9
         high = float(ratings.max()) if ratings is not None and ratings.numel() else 1e9
         self.register_buffer("rating_range", torch.tensor([low, high]), persistent=False)
-
-        self.register_buffer("item_cache", torch.zeros(0, dim), persistent=False)
-        self._cache_valid = False
-        self.register_load_state_dict_post_hook(lambda module, keys: module.clear_cache())
-        self.to(train.device)
-        self.optimizer: torch.optim.Optimizer | None = None
 
     def _side_encoders(self, side: str, train: TrainSet, table: Any,
                        kinds: Mapping[str, str], known: torch.Tensor) -> list[str]:
@@ -199,12 +210,9 @@ class M6Fusion(Recommender):
 
     @staticmethod
     def _check(train: TrainSet, config: Mapping[str, Any]) -> None:
-        choices = {"fusion": FUSION_MODES, "combine": ("sum", "concat"),
-                   "ranking_loss": RANKING_LOSSES, "context_source": CONTEXT_SOURCES}
-        for key, allowed in choices.items():
-            if config[key] not in allowed:
-                raise ConfigError(f"m6-fusion: {key}={config[key]!r} is not one of "
-                                  f"{', '.join(allowed)}; e.g. --set {key}={allowed[0]}.")
+        """Ranges and combinations; the enumerated keys (``fusion``, ``combine``,
+        ``ranking_loss``, ``context_source``) are the recipe's declared ``choices``, checked
+        when the config is resolved."""
         if float(config["ranking_weight"]) <= 0 and (
                 float(config["rating_weight"]) <= 0 or train.ratings is None):
             raise ConfigError("m6-fusion: both task heads are switched off (ranking_weight and "
@@ -213,6 +221,9 @@ class M6Fusion(Recommender):
         if not 0.0 <= float(config["id_dropout"]) < 1.0:
             raise ConfigError("m6-fusion: id_dropout must lie in [0, 1); e.g. "
                               "--set id_dropout=0.2.")
+        if bool(config["text"]) and not 0.0 <= float(config["text_dropout"]) < 1.0:
+            raise ConfigError("m6-fusion: text_dropout must lie in [0, 1); e.g. "
+                              "--set text_dropout=0.5.")
 
     # ------------------------------------------------------------------ caching
     def clear_cache(self) -> None:

@@ -104,6 +104,7 @@ MODELS = (
         build=PCTCF,
         defaults=PCT_CF_DEFAULTS,
         search_space=pct_cf_space,
+        choices={"pair_domain": PAIR_DOMAIN_RULES, "domain_sampling": DOMAIN_SAMPLING},
         default=True,
         description="Cross-domain CF (shared + per-domain user/item vectors and biases) fused "
                     "with a two-tower side-feature model, r = lambda p_cf + (1 - lambda) "

@@ -18,7 +18,6 @@ matrix, so encoding every entity is one sparse-dense product.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,8 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-_WORD = re.compile(r"[a-z0-9']+")
+from m6bench import tokenise_side_table
+
 QUANTILE_BINS = 5
+TOKEN_KINDS = ("categorical", "categorical_seq", "numeric", "text")
 
 
 @dataclass(frozen=True)
@@ -50,31 +51,6 @@ class FeatureTensors:
         return int(self.numeric.shape[1])
 
 
-def _column_tokens(values: pd.Series, kind: str, name: str) -> list[list[str]]:
-    """Per row, the tokens of one column (empty for missing values)."""
-    rows: list[list[str]] = []
-    for value in values.tolist():
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
-            rows.append([])
-        elif kind == "categorical":
-            rows.append([f"{name}={value}"])
-        elif kind == "categorical_seq":
-            rows.append([f"{name}={token}" for token in str(value).split()])
-        else:  # text
-            rows.append([f"{name}:{word}" for word in _WORD.findall(str(value).lower())])
-    return rows
-
-
-def _quantile_tokens(values: pd.Series, name: str) -> list[list[str]]:
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    finite = numbers[np.isfinite(numbers)]
-    if finite.size == 0:
-        return [[] for _ in numbers]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
-    bins = np.searchsorted(edges, numbers, side="right")
-    return [[f"{name}#q{b}"] if np.isfinite(x) else [] for x, b in zip(numbers, bins)]
-
-
 def _standardise(matrix: np.ndarray) -> np.ndarray:
     matrix = np.where(np.isfinite(matrix), matrix, np.nan)
     mean = np.nanmean(matrix, axis=0) if matrix.size else np.zeros(matrix.shape[1])
@@ -94,60 +70,43 @@ def feature_tensors(
 ) -> FeatureTensors:
     """Tokenise a side table (one row per entity, in index order) into :class:`FeatureTensors`.
 
+    The bag comes from m6bench's side-table tokeniser with this model's settings: text words
+    are tokens too, an empty string is missing, a value listed twice counts twice, and a
+    column's tokens weigh ``1 / count`` over all its tokens (a dropped rare token keeps its
+    share).
+
     :param table: the side table, or ``None`` (then the bag is empty and no numbers).
     :param kinds: the feature kind of every column.
     :param n: the number of entities (rows) expected.
     :param min_count: a token is kept when at least this many entities carry it.
     """
-    per_row: list[list[str]] = [[] for _ in range(n)]
-    weights: list[list[float]] = [[] for _ in range(n)]
-    numeric_columns: list[np.ndarray] = []
-    if table is not None:
-        for name, kind in kinds.items():
-            column = table[name]
-            if kind in ("categorical", "categorical_seq", "text"):
-                token_rows = _column_tokens(column, kind, name)
-            elif kind == "numeric":
-                numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-                numeric_columns.append(numbers[:, None])
-                token_rows = _quantile_tokens(column, name)
-            elif kind == "numeric_seq":
-                lengths = {len(v) for v in column if isinstance(v, np.ndarray)}
-                if len(lengths) == 1:
-                    width = lengths.pop()
-                    numeric_columns.append(np.stack([
-                        v if isinstance(v, np.ndarray) else np.full(width, np.nan)
-                        for v in column]))
-                continue
-            else:
-                continue
-            for row, tokens in enumerate(token_rows):
-                if not tokens:
-                    continue
-                per_row[row].extend(tokens)
-                weights[row].extend([1.0 / len(tokens)] * len(tokens))
-    counts: dict[str, int] = {}
-    for tokens in per_row:
-        for token in set(tokens):
-            counts[token] = counts.get(token, 0) + 1
-    vocabulary = tuple(sorted(t for t, c in counts.items() if c >= min_count))
-    index = {token: i for i, token in enumerate(vocabulary)}
-    rows, cols, values = [], [], []
-    for row, (tokens, row_weights) in enumerate(zip(per_row, weights)):
-        for token, weight in zip(tokens, row_weights):
-            column = index.get(token)
-            if column is not None:
-                rows.append(row)
-                cols.append(column)
-                values.append(weight)
-    bags = torch.sparse_coo_tensor(
-        torch.tensor([rows, cols], dtype=torch.int64).reshape(2, -1),
-        torch.tensor(values, dtype=torch.float32),
-        size=(n, max(1, len(vocabulary))), check_invariants=False,
-    ).coalesce().to_sparse_csr()
-    numeric = (_standardise(np.concatenate(numeric_columns, axis=1)) if numeric_columns
+    tokens = tokenise_side_table(
+        table, kinds, n, bands=QUANTILE_BINS, band_label="#q{band}", min_count=min_count,
+        weight_over="all", deduplicate=False, empty_is_missing=True, token_kinds=TOKEN_KINDS)
+    columns = _numeric_columns(table, kinds) if table is not None else []
+    numeric = (_standardise(np.concatenate(columns, axis=1)) if columns
                else np.zeros((n, 0), dtype=np.float32))
-    return FeatureTensors(bags.to(device), torch.from_numpy(numeric).to(device), vocabulary)
+    return FeatureTensors(tokens.bag().to(device), torch.from_numpy(numeric).to(device),
+                          tokens.vocabulary)
+
+
+def _numeric_columns(table: pd.DataFrame, kinds: Mapping[str, str]) -> list[np.ndarray]:
+    """The dense inputs: each ``numeric`` column ``(n, 1)``, and each ``numeric_seq`` column
+    ``(n, width)`` whose rows all have one length (missing rows NaN)."""
+    columns: list[np.ndarray] = []
+    for name, kind in kinds.items():
+        column = table[name]
+        if kind == "numeric":
+            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            columns.append(numbers[:, None])
+        elif kind == "numeric_seq":
+            lengths = {len(v) for v in column if isinstance(v, np.ndarray)}
+            if len(lengths) == 1:
+                width = lengths.pop()
+                columns.append(np.stack([
+                    v if isinstance(v, np.ndarray) else np.full(width, np.nan)
+                    for v in column]))
+    return columns
 
 
 class FeatureBagEncoder(nn.Module):

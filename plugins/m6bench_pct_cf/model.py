@@ -9,9 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from m6bench import Recommender, TrainSet, csr_row_entries
+from m6bench import ConfigError, Recommender, TrainSet, csr_row_entries
 from m6bench_pct_cf.features import feature_tensors
 
+# The recipe's declared choices of ``pair_domain`` and ``domain_sampling`` (checked when the
+# config is resolved).
 PAIR_DOMAIN_RULES = ("auto", "item", "user")
 DOMAIN_SAMPLING = ("uniform", "balanced")
 
@@ -110,53 +112,70 @@ class PCTCF(Recommender):
 
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
-        if config["pair_domain"] not in PAIR_DOMAIN_RULES:
-            raise ValueError(f"pair_domain={config['pair_domain']!r}; use one of "
-                             f"{', '.join(PAIR_DOMAIN_RULES)}.")
         fixed_lambda = config["lambda"]
         if fixed_lambda is not None and not 0.0 <= float(fixed_lambda) <= 1.0:
-            raise ValueError(f"lambda={fixed_lambda!r} must lie in [0, 1], or be null to "
-                             "learn it.")
-        device = train.device
-        dim, init_std = int(config["dim"]), float(config["init_std"])
-        n_users, n_items = train.n_users, train.n_items
+            raise ConfigError(f"lambda={fixed_lambda!r} must lie in [0, 1], or be null to "
+                              "learn it; e.g. --set lambda=0.5.")
         domains = (train.domains if train.domains is not None
                    else torch.zeros_like(train.users))
         self.n_domains = int(domains.max()) + 1 if domains.numel() else 1
-        components = train.components
+        # The parts are built in this order (their random initialisations follow it).
+        self._build_collaborative(train, config)
+        self._build_deep(train, config)
+        self._build_fusion_weight(train.device, fixed_lambda)
+        self._build_domain_buffers(train, config, domains)
+        self.to(train.device)
 
-        # ---- collaborative part
-        def embedding(num: int) -> nn.Module:
-            return components.encoder("id-embedding", num=num, dim=dim, init_std=init_std)
+        self.batch_size = int(config["batch_size"])
+        self.l2 = float(config["l2"])
+        self.domain_l2 = float(config["domain_l2"])
+        self.deep_l2 = float(config["deep_l2"])
+        self.dropout_weight = float(config["dropout_weight"])
+        self.domain_sampling = config["domain_sampling"]  # a declared choice of the recipe
+        self.epoch_interactions = config["epoch_interactions"]
+        self.id_dropout = float(config["id_dropout"])
+        self.optimizer: torch.optim.Optimizer | None = None
 
-        self.user_shared = embedding(n_users)
-        self.item_shared = embedding(n_items)
-        self.user_domain = embedding(self.n_domains * n_users)
-        self.item_domain = embedding(self.n_domains * n_items)
+    def _embedding(self, train: TrainSet, num: int) -> nn.Module:
+        return train.components.encoder("id-embedding", num=num, dim=int(self.config["dim"]),
+                                        init_std=float(self.config["init_std"]))
+
+    def _build_collaborative(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The CF part: shared and per-domain id vectors, the item-based user part (with the
+        training history it pools), item biases, the ``dot`` fusion and ``bpr`` head."""
+        n_users, n_items, device = train.n_users, train.n_items, train.device
+        self.user_shared = self._embedding(train, n_users)
+        self.item_shared = self._embedding(train, n_items)
+        self.user_domain = self._embedding(train, self.n_domains * n_users)
+        self.item_domain = self._embedding(train, self.n_domains * n_items)
         nn.init.zeros_(self.user_domain.weight)
         nn.init.zeros_(self.item_domain.weight)
         # the item-based part of a user's vector: its training items' Y rows, pooled
         self.user_items_weight = float(config["user_items"])
         self.user_items_alpha = float(config["user_items_alpha"])
         if self.user_items_weight > 0:
-            self.item_context = embedding(n_items)
+            self.item_context = self._embedding(train, n_items)
             self.register_buffer("history_crow", train.matrix.crow_indices().clone(),
                                  persistent=False)
             self.register_buffer("history_items", train.matrix.col_indices().clone(),
                                  persistent=False)
         self.item_bias = nn.Parameter(torch.zeros(n_items, device=device))
         self.item_domain_bias = nn.Parameter(torch.zeros(self.n_domains, n_items, device=device))
-        self.fusion = components.fusion("dot")
-        self.ranking_head = components.head("bpr")
+        self.fusion = train.components.fusion("dot")
+        self.ranking_head = train.components.head("bpr")
 
-        # ---- deep part: side features -> towers
+    def _build_deep(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        """The deep part: side-feature bags (non-persistent buffers), a ``feature-bag``
+        encoder and a ``concat-mlp`` tower per side."""
+        components, device = train.components, train.device
+        dim, init_std = int(config["dim"]), float(config["init_std"])
         feature_dim = int(config["feature_dim"])
         hidden = [int(h) for h in config["tower_hidden"]]
         dropout = float(config["tower_dropout"])
-        user_tensors = feature_tensors(train.user_features, train.user_feature_kinds, n_users,
-                                       device)
-        item_tensors = feature_tensors(train.item_features, train.item_feature_kinds, n_items,
-                                       device)
+        user_tensors = feature_tensors(train.user_features, train.user_feature_kinds,
+                                       train.n_users, device)
+        item_tensors = feature_tensors(train.item_features, train.item_feature_kinds,
+                                       train.n_items, device)
         self.register_buffer("user_bags", user_tensors.bags, persistent=False)
         self.register_buffer("user_numeric", user_tensors.numeric, persistent=False)
         self.register_buffer("item_bags", item_tensors.bags, persistent=False)
@@ -172,7 +191,8 @@ class PCTCF(Recommender):
         self.item_tower = components.fusion("concat-mlp", in_dim=feature_dim + dim,
                                             hidden=hidden, out_dim=dim + 1, dropout=dropout)
 
-        # ---- fusion weight and popularity prior
+    def _build_fusion_weight(self, device: torch.device, fixed_lambda: Any) -> None:
+        """``lambda`` (fixed, or a learned logit) and the popularity prior's raw weight."""
         self.lambda_logit = nn.Parameter(torch.zeros((), device=device),
                                          requires_grad=fixed_lambda is None)
         if fixed_lambda is not None:
@@ -181,10 +201,14 @@ class PCTCF(Recommender):
         self.cf_only = fixed_lambda is not None and float(fixed_lambda) == 1.0
         self.prior_raw = nn.Parameter(torch.zeros((), device=device))
 
-        # ---- what the training data says about entities and domains
+    def _build_domain_buffers(self, train: TrainSet, config: Mapping[str, Any],
+                              domains: torch.Tensor) -> None:
+        """What the training data says about entities and domains: home domains, the pair
+        rule, log popularity, and each domain's negative pool."""
+        n_users, n_items = train.n_users, train.n_items
         user_home, _ = home_domains(train.users, domains, n_users, self.n_domains)
         item_home, item_pure = home_domains(train.items, domains, n_items, self.n_domains)
-        rule = config["pair_domain"]
+        rule = config["pair_domain"]  # a declared choice of the recipe
         if rule == "auto":
             rule = "item" if bool(item_pure[item_home >= 0].all()) else "user"
         self.pair_rule = rule
@@ -199,20 +223,6 @@ class PCTCF(Recommender):
         self.register_buffer("negative_pool", pool, persistent=False)
         self.register_buffer("pool_size", sizes, persistent=False)
         self.register_buffer("pool_offset", sizes.cumsum(0) - sizes, persistent=False)
-        self.to(device)
-
-        self.batch_size = int(config["batch_size"])
-        self.l2 = float(config["l2"])
-        self.domain_l2 = float(config["domain_l2"])
-        self.deep_l2 = float(config["deep_l2"])
-        self.dropout_weight = float(config["dropout_weight"])
-        if config["domain_sampling"] not in DOMAIN_SAMPLING:
-            raise ValueError(f"domain_sampling={config['domain_sampling']!r}; use one of "
-                             f"{', '.join(DOMAIN_SAMPLING)}.")
-        self.domain_sampling = config["domain_sampling"]
-        self.epoch_interactions = config["epoch_interactions"]
-        self.id_dropout = float(config["id_dropout"])
-        self.optimizer: torch.optim.Optimizer | None = None
 
     # ------------------------------------------------------------------ parts
     @property

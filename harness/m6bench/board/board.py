@@ -27,9 +27,10 @@ from typing import Any
 from m6bench.errors import ConfigError, M6BenchError, PluginError
 from m6bench.registry.catalog import Catalog, load_catalog
 from m6bench.registry.provenance import harness_identity
+from m6bench.runs.ledger import ledger_path
 from m6bench.runs.prepare import benchmark_version as version_of_benchmark
-from m6bench.runs.run import default_ledger
-from m6bench.sweeps.sweep import SweepSpec, sweep
+from m6bench.sweeps.spec import SweepSpec
+from m6bench.sweeps.sweep import SweepResult, sweep
 from m6bench_leaderboard import SCHEMA_VERSION, append_record, code_key, read_records
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, load_board
 
@@ -207,74 +208,95 @@ def run_board(
     # so data that cannot be loaded stops the board before anything is recorded
     versions = {name: version_of_benchmark(catalog, catalog.benchmarks.get(name))
                 for name in dict.fromkeys(name for name, _ in rows)}
-    ledger_path = Path(ledger) if ledger else default_ledger()
-    results = []
-    for position, (benchmark, entry) in enumerate(rows, start=1):
+    run = _BoardRun(board, catalog, ledger_path(ledger), device, storage, report)
+    return [run.row(f"[{position}/{len(rows)}] {benchmark} x {entry.label}", benchmark,
+                    versions[benchmark], entry, dry_run=dry_run, keep_stale=keep_stale)
+            for position, (benchmark, entry) in enumerate(rows, start=1)]
+
+
+@dataclass
+class _BoardRun:
+    """What every row of one board run shares: where it records, runs and reports."""
+
+    board: BoardSpec
+    catalog: Catalog
+    ledger: Path
+    device: str
+    storage: str | None
+    report: Callable[[str], None]
+
+    def row(self, label: str, benchmark: str, benchmark_version: str, entry: BoardModel, *,
+            dry_run: bool, keep_stale: bool) -> BoardRowResult:
+        """Skip, plan (``dry_run``) or run one row, and report it under ``label``."""
         started = time.perf_counter()
-        label = f"[{position}/{len(rows)}] {benchmark} x {entry.label}"
         seeds = entry.budget.seeds
-        benchmark_version = versions[benchmark]
-        info = catalog.plugins.get(entry.plugin)
-        plugin_version = info.version if info else "?"
-        code = installed_code(catalog, entry.plugin)
-        study = study_name(entry, benchmark, benchmark_version, plugin_version, code)
-        records = read_records(ledger_path).records
+        info = self.catalog.plugins.get(entry.plugin)
+        code = installed_code(self.catalog, entry.plugin)
+        study = study_name(entry, benchmark, benchmark_version, info.version if info else "?",
+                           code)
+        records = read_records(self.ledger).records
         done = recorded_seeds(records, entry, benchmark, benchmark_version,
                               None if keep_stale else code)
         result = BoardRowResult(benchmark, entry.plugin, entry.model, "skipped",
                                 len(done & set(range(seeds))), seeds, 0.0, study)
         if set(range(seeds)) <= done:
             result.message = f"already recorded: {seeds} final seeds"
-            report(f"{label}: skipped, {result.message}")
-            results.append(result)
-            continue
+            self.report(f"{label}: skipped, {result.message}")
+            return result
         stale = recorded_seeds(records, entry, benchmark, benchmark_version) - done
         if stale:
-            report(f"{label}: {len(stale)} recorded final seeds were made by other code than "
-                   "the installed harness and plugin; running the row again "
-                   "(--keep-stale keeps them)")
+            self.report(f"{label}: {len(stale)} recorded final seeds were made by other code "
+                        "than the installed harness and plugin; running the row again "
+                        "(--keep-stale keeps them)")
         if dry_run:
             result.status = "pending"
             result.message = (f"would run: {_trials_text(entry)}, "
                               f"{seeds - result.finals} final seeds missing")
-            report(f"{label}: {result.message}")
-            results.append(result)
-            continue
-        report(f"{label}: running sweep {study} ({_trials_text(entry)}, {seeds} final seeds)")
+            self.report(f"{label}: {result.message}")
+            return result
+        self.report(f"{label}: running sweep {study} ({_trials_text(entry)}, {seeds} final "
+                    "seeds)")
         try:
-            outcome = sweep(
-                entry.plugin, model=entry.model, benchmark=benchmark,
-                trials=entry.budget.trials, timeout=entry.budget.timeout_s, seeds=seeds,
-                storage=storage, study_name=study, pruner=entry.budget.pruner,
-                sampler_seed=entry.budget.sampler_seed, overrides=dict(entry.overrides),
-                device=device, ledger=ledger_path, catalog=catalog,
-                report=lambda line, label=label: report(f"{label}: {line}"),
-            )
+            outcome = self._sweep(label, benchmark, entry, study)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing model must not stop the board
-            _record_failure(ledger_path, board, entry, benchmark, benchmark_version, study,
-                            catalog, exc)
+            _record_failure(self.ledger, self.board, entry, benchmark, benchmark_version,
+                            study, self.catalog, exc)
             result.status, result.message = "failed", f"{type(exc).__name__}: {exc}"
             result.seconds = time.perf_counter() - started
-            report(f"{label}: FAILED ({info.distribution if info else '?'} "
-                   f"{plugin_version}): {result.message}; recorded in {ledger_path}")
-            results.append(result)
-            continue
+            self.report(f"{label}: FAILED ({info.distribution if info else '?'} "
+                        f"{info.version if info else '?'}): {result.message}; recorded in "
+                        f"{self.ledger}")
+            return result
+        self._tally(result, outcome)
+        result.seconds = time.perf_counter() - started
+        self.report(f"{label}: {result.status}, {result.message} ({result.seconds:.0f}s)")
+        return result
+
+    def _sweep(self, label: str, benchmark: str, entry: BoardModel, study: str) -> SweepResult:
+        return sweep(
+            entry.plugin, model=entry.model, benchmark=benchmark,
+            trials=entry.budget.trials, timeout=entry.budget.timeout_s,
+            seeds=entry.budget.seeds, storage=self.storage, study_name=study,
+            pruner=entry.budget.pruner, sampler_seed=entry.budget.sampler_seed,
+            overrides=dict(entry.overrides), device=self.device, ledger=self.ledger,
+            catalog=self.catalog, report=lambda line: self.report(f"{label}: {line}"),
+        )
+
+    def _tally(self, result: BoardRowResult, outcome: SweepResult) -> None:
+        """The row's status from its sweep: done, failed (no trial completed) or incomplete."""
+        seeds = result.seeds
         finals = {int(r["seed"]) for r in outcome.finals} & set(range(seeds))
         result.finals = len(finals)
-        result.seconds = time.perf_counter() - started
         if len(finals) == seeds:
             result.status = "done"
             result.message = f"{seeds} final seeds, best valid {outcome.best_value}"
         elif outcome.best_value is None:
             result.status = "failed"
             result.message = (f"no trial completed ({outcome.counts}); the failed trials are "
-                              f"recorded in {ledger_path}")
+                              f"recorded in {self.ledger}")
         else:
             result.status = "incomplete"
             result.message = (f"{len(finals)} of {seeds} final seeds ok; the failed ones are "
-                              f"recorded in {ledger_path}")
-        report(f"{label}: {result.status}, {result.message} ({result.seconds:.0f}s)")
-        results.append(result)
-    return results
+                              f"recorded in {self.ledger}")

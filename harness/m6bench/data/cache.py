@@ -1,12 +1,14 @@
-"""Resolve a dataset name or path to a loader, and serve loaded datasets from an Arrow cache.
+"""The load context from the environment, and an Arrow cache of loaded datasets.
 
 Parsing MovieLens-1M takes seconds; reading it back from Arrow takes a fraction of that, and
 every run of a sweep loads the same data.  So a loader that can fingerprint its source
 cheaply (file hashes, generator parameters) gets its output cached under
 ``<cache_dir>/datasets/<key>/``, keyed by the loader name, the merged options and that
-fingerprint.  Entries are written to a temporary folder and renamed into place, so a killed
-process never leaves a half-written entry that looks complete; an unreadable entry is
-ignored and rebuilt."""
+fingerprint (:func:`cache_key`; :mod:`m6bench.runs.loading` resolves the loader and decides
+when to use the cache).  Entries are written to a temporary folder and renamed into place,
+so a killed process never leaves a half-written entry that looks complete; an unreadable
+entry is ignored and rebuilt.
+"""
 
 from __future__ import annotations
 
@@ -30,22 +32,11 @@ from m6bench.data.specs import LoadContext
 from m6bench.errors import ConfigError
 
 DATA_DIR_ENV = "M6BENCH_DATA_DIR"
-
-
 CACHE_DIR_ENV = "M6BENCH_CACHE_DIR"
-
-
 OFFLINE_ENV = "M6BENCH_OFFLINE"
 
-
 CACHE_FORMAT = 2  # 2: merged_duplicates in meta.json
-
-
 ID_COLUMN = "__id__"  # the entity id column of a cached side table (features keep their names)
-
-
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".parquet": "csv", ".pq": "csv",
-                  ".inter": "recbole"}
 
 
 def _env_flag(name: str) -> bool | None:
@@ -87,6 +78,7 @@ def default_context() -> LoadContext:
 
 
 def cache_key(loader: str, options: Mapping[str, Any], source_fingerprint: str) -> str:
+    """The entry name: changes with the cache format, the loader, any option or the source."""
     blob = json.dumps(
         {"format": CACHE_FORMAT, "loader": loader, "options": dict(options),
          "source": source_fingerprint},

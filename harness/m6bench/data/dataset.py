@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from m6bench.errors import DatasetError
 
-FeatureKind = Literal["categorical", "categorical_seq", "numeric", "numeric_seq", "text"]
 FEATURE_KINDS: tuple[str, ...] = (
     "categorical", "categorical_seq", "numeric", "numeric_seq", "text"
 )
-
-INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "domain")
 # What a loader does with several interactions of one (user, item) pair (the dataset option
 # ``duplicates``): keep the latest by timestamp (ties: the later row), keep the earliest,
 # keep the latest with the ratings summed, or refuse the data.
@@ -111,50 +108,16 @@ class Dataset:
         """
         where = source or name
         policy = None if duplicates is None else duplicate_policy(duplicates)
-        missing = [c for c in ("user", "item") if c not in interactions.columns]
-        if missing:
-            raise DatasetError(
-                f"{where}: the interactions have no {' or '.join(missing)} column "
-                f"(columns found: {', '.join(map(str, interactions.columns)) or 'none'}). "
-                "Map your columns to 'user' and 'item' (for RecBole atomic files: a header "
-                "like 'user_id:token\\titem_id:token'; for CSV: the column mapping option)."
-            )
-        if len(interactions) == 0:
-            raise DatasetError(
-                f"{where}: the interaction table is empty (a header and no rows). "
-                "A dataset needs at least one interaction; check the file is complete."
-            )
-        for column in ("user", "item"):
-            nulls = interactions[column].isna().to_numpy()
-            if nulls.any():
-                row = int(np.flatnonzero(nulls)[0])
-                raise DatasetError(
-                    f"{where}: interaction row {row + 1} has an empty {column} id. "
-                    "Every interaction needs both a user and an item; remove or fix that row."
-                )
-        user_tokens = interactions["user"].astype(str).to_numpy()
-        item_tokens = interactions["item"].astype(str).to_numpy()
-        user_index, user_ids = pd.factorize(user_tokens, sort=False)
-        item_index, item_ids = pd.factorize(item_tokens, sort=False)
-
-        ratings = _numeric_column(interactions, "rating", where, np.float32, allow_nan=False)
-        timestamps = _numeric_column(interactions, "timestamp", where, np.float64, allow_nan=False)
-        if timestamps is not None:
-            timestamps = timestamps.astype(np.int64)
-        domains = None
-        domain_names: tuple[str, ...] = ()
-        if "domain" in interactions.columns:
-            domain_index, domain_uniques = pd.factorize(
-                interactions["domain"].astype(str).to_numpy(), sort=True
-            )
-            domains = domain_index.astype(np.int64)
-            domain_names = tuple(str(d) for d in domain_uniques)
-
+        _check_interaction_ids(interactions, where)
+        user_index, user_ids = pd.factorize(interactions["user"].astype(str).to_numpy(),
+                                            sort=False)
+        item_index, item_ids = pd.factorize(interactions["item"].astype(str).to_numpy(),
+                                            sort=False)
+        ratings = _numeric_column(interactions, "rating", where, np.float32)
+        timestamps = _numeric_column(interactions, "timestamp", where, np.float64)
+        domains, domain_names = _domain_codes(interactions)
         user_table = _align_side_table(user_features, "user", user_ids, where)
         item_table = _align_side_table(item_features, "item", item_ids, where)
-        user_kinds = _check_kinds(user_table, user_feature_kinds, "user", where)
-        item_kinds = _check_kinds(item_table, item_feature_kinds, "item", where)
-
         dataset = cls(
             name=name,
             users=user_index.astype(np.int64),
@@ -162,13 +125,13 @@ class Dataset:
             user_ids=np.asarray(user_ids, dtype=str),
             item_ids=np.asarray(item_ids, dtype=str),
             ratings=ratings,
-            timestamps=timestamps,
+            timestamps=None if timestamps is None else timestamps.astype(np.int64),
             domains=domains,
             domain_names=domain_names,
             user_features=user_table,
             item_features=item_table,
-            user_feature_kinds=user_kinds,
-            item_feature_kinds=item_kinds,
+            user_feature_kinds=_check_kinds(user_table, user_feature_kinds, "user", where),
+            item_feature_kinds=_check_kinds(item_table, item_feature_kinds, "item", where),
             source=source,
             fingerprint=fingerprint,
         )
@@ -179,31 +142,66 @@ class Dataset:
         return dataset
 
 
+def _check_interaction_ids(interactions: pd.DataFrame, where: str) -> None:
+    """Refuse interactions without user/item columns, without rows, or with an empty id."""
+    missing = [c for c in ("user", "item") if c not in interactions.columns]
+    if missing:
+        raise DatasetError(
+            f"{where}: the interactions have no {' or '.join(missing)} column "
+            f"(columns found: {', '.join(map(str, interactions.columns)) or 'none'}). "
+            "Map your columns to 'user' and 'item' (for RecBole atomic files: a header "
+            "like 'user_id:token\\titem_id:token'; for CSV: the column mapping option)."
+        )
+    if len(interactions) == 0:
+        raise DatasetError(
+            f"{where}: the interaction table is empty (a header and no rows). "
+            "A dataset needs at least one interaction; check the file is complete."
+        )
+    for column in ("user", "item"):
+        nulls = interactions[column].isna().to_numpy()
+        if nulls.any():
+            row = int(np.flatnonzero(nulls)[0])
+            raise DatasetError(
+                f"{where}: interaction row {row + 1} has an empty {column} id. "
+                "Every interaction needs both a user and an item; remove or fix that row."
+            )
+
+
+def _domain_codes(interactions: pd.DataFrame) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The ``domain`` column as codes into its sorted names (None, () without the column)."""
+    if "domain" not in interactions.columns:
+        return None, ()
+    codes, names = pd.factorize(interactions["domain"].astype(str).to_numpy(), sort=True)
+    return codes.astype(np.int64), tuple(str(d) for d in names)
+
+
 def _numeric_column(
-    frame: pd.DataFrame, column: str, where: str, dtype: type, *, allow_nan: bool
+    frame: pd.DataFrame, column: str, where: str, dtype: type
 ) -> np.ndarray | None:
+    """An interaction column as finite numbers of ``dtype`` (None when the column is absent)."""
     if column not in frame.columns:
         return None
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(values)
-    if bad.any() and not allow_nan:
-        row = int(np.flatnonzero(bad)[0])
-        raw = _shown(frame[column].iloc[row])
-        raise DatasetError(
-            f"{where}: interaction row {row + 1} has {column} {raw}, which is not a number "
-            f"({int(bad.sum())} such rows in all). Fix or drop those rows, or leave the "
-            f"{column} column out if the data has none."
-        )
-    infinite = np.isinf(values)
-    if infinite.any():
-        row = int(np.flatnonzero(infinite)[0])
-        raw = _shown(frame[column].iloc[row])
-        raise DatasetError(
-            f"{where}: interaction row {row + 1} has {column} {raw}, which is not a finite "
-            f"number ({int(infinite.sum())} such rows in all). Fix or drop those rows: an "
-            f"infinite {column} makes every mean, loss or ordering computed from it meaningless."
-        )
+    _refuse_rows(frame, column, where, np.isnan(values), "not a number",
+                 f"Fix or drop those rows, or leave the {column} column out if the data has "
+                 "none.")
+    _refuse_rows(frame, column, where, np.isinf(values), "not a finite number",
+                 f"Fix or drop those rows: an infinite {column} makes every mean, loss or "
+                 "ordering computed from it meaningless.")
     return values.astype(dtype)
+
+
+def _refuse_rows(
+    frame: pd.DataFrame, column: str, where: str, bad: np.ndarray, problem: str, advice: str
+) -> None:
+    """Raise naming the first ``bad`` row's value as the user wrote it, and how many there are."""
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    raise DatasetError(
+        f"{where}: interaction row {row + 1} has {column} {_shown(frame[column].iloc[row])}, "
+        f"which is {problem} ({int(bad.sum())} such rows in all). {advice}"
+    )
 
 
 def _shown(raw: Any) -> str:

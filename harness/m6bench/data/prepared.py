@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +45,10 @@ class Part:
 
 @dataclass(eq=False)
 class PreparedBenchmark:
+    """A benchmark ready to train and evaluate on: its spec, the loaded dataset and its cut,
+    the train set and the evaluated parts as tensors on one device, and the candidate masks
+    of the valid and test parts (None: every item is ranked)."""
+
     spec: BenchmarkSpec
     dataset: Dataset
     split: Split
@@ -56,22 +59,13 @@ class PreparedBenchmark:
     candidates_test: torch.Tensor | None
     timings: dict[str, float] = field(default_factory=dict)
     version: str = ""  # the benchmark's version: see benchmark_version
+    # the MetricSpecs of its tasks, resolved from the catalog by runs.prepare (untyped: the
+    # data layer may not name the evaluation layer); empty means the built-in metrics
+    metrics: tuple[object, ...] = ()
 
     @property
     def device(self) -> torch.device:
         return self.train.device
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "benchmark": self.spec.name,
-            "version": self.version,
-            "dataset": self.dataset.name,
-            "dataset_fingerprint": self.dataset.fingerprint,
-            "protocol": self.spec.protocol,
-            "cut_fingerprint": self.split.fingerprint,
-            "statistics": self.dataset.statistics(),
-            "split_sizes": self.split.sizes(),
-        }
 
 
 def item_text(dataset: Dataset) -> list[str] | None:

@@ -49,7 +49,7 @@ class DatasetSpec:
 # The fields of a benchmark that pin how it is cut and scored (everything but its name, its
 # description and where its data comes from): with the loaded data, they make the version.
 CONTRACT_FIELDS = ("protocol", "protocol_options", "tasks", "ks", "valid_metric",
-                   "rating_threshold", "kcore", "candidates")
+                   "rating_threshold", "binary_threshold", "kcore", "candidates")
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,14 @@ class BenchmarkSpec:
 
     A benchmark's version identifies what it measures: it hashes the content of the loaded
     data (its content fingerprint and feature kinds) and the contract fields (protocol and
-    its options, tasks, ks, valid metric, rating threshold, k-core, candidates), never a
+    its options, tasks, ks, valid metric, rating and binary thresholds, k-core, candidates), never a
     path or the route that loaded the data.  It needs the data, so it is not a property of
     the spec: see ``m6bench.runs.prepare.benchmark_version``.  :attr:`contract_hash` hashes
     the contract fields alone.
+
+    ``rating_threshold`` keeps only the interactions rated at or above it (an implicit-feedback
+    view of rated data); ``binary_threshold`` labels a rating at or above it positive for the
+    binary task, which needs one (set only then, so it leaves other versions alone).
     """
 
     name: str
@@ -73,6 +77,7 @@ class BenchmarkSpec:
     ks: tuple[int, ...] = (5, 10, 20)
     valid_metric: str = "ndcg@10"
     rating_threshold: float | None = None
+    binary_threshold: float | None = None
     kcore: int = 0
     candidates: str = "all"
     description: str = ""
@@ -93,6 +98,11 @@ class BenchmarkSpec:
         contract["kcore"] = int(self.kcore)
         if self.rating_threshold is not None:
             contract["rating_threshold"] = float(self.rating_threshold)
+        # only when set, so the benchmarks that have none keep their versions
+        if self.binary_threshold is not None:
+            contract["binary_threshold"] = float(self.binary_threshold)
+        else:
+            del contract["binary_threshold"]
         return contract
 
     @property

@@ -1,19 +1,19 @@
-"""The evaluator: every pinned metric of a benchmark on one part, per-user values, slices."""
+"""The evaluator: every metric of a benchmark's tasks on one part, per-user values, slices."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from m6bench.data.prepared import Part, PreparedBenchmark
-from m6bench.evaluation.ranking import (
-    RankingResult,
-    binary_metrics,
-    evaluate_ranking,
-    rating_metrics,
-)
+from m6bench.data.specs import BenchmarkSpec
+from m6bench.errors import ProtocolError
+from m6bench.evaluation.builtin_metrics import BUILTIN_METRICS
+from m6bench.evaluation.metrics import MetricTable, Predictions, record_directions
+from m6bench.evaluation.ranking import RankingResult, evaluate_ranking, prediction_metrics
 
 
 class Scorer(Protocol):
@@ -32,6 +32,30 @@ class Evaluation:
     ranking: RankingResult | None = None
 
 
+def metric_table(bench: PreparedBenchmark) -> MetricTable:
+    """The benchmark's metrics: the ones ``runs.prepare`` resolved from the catalog, or the
+    built-in ones for a benchmark prepared without a catalog (the conformance kit's)."""
+    return MetricTable(bench.metrics or BUILTIN_METRICS)
+
+
+def metric_directions(bench: PreparedBenchmark,
+                      metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{name: "max" | "min"}`` of every metric of a record's ``metrics`` (part -> values)."""
+    return record_directions(metric_table(bench), metrics)
+
+
+def binary_threshold(spec: BenchmarkSpec) -> float:
+    """The rating at and above which a binary label is positive: the benchmark's
+    ``binary_threshold``; a benchmark with the binary task must declare one."""
+    if spec.binary_threshold is None:
+        raise ProtocolError(
+            f"Benchmark {spec.name!r} pins the binary task but sets no binary_threshold, so "
+            "its labels (rating >= threshold) are undefined. Set binary_threshold on the "
+            "benchmark (e.g. 4.0), or drop 'binary' from its tasks."
+        )
+    return float(spec.binary_threshold)
+
+
 def evaluate_part(
     model: Scorer,
     bench: PreparedBenchmark,
@@ -40,10 +64,11 @@ def evaluate_part(
     tasks: tuple[str, ...],
     batch_size: int,
 ) -> Evaluation:
-    """All pinned metrics of the benchmark on ``part`` ("valid" or "test")."""
+    """Every metric of ``tasks`` (see :func:`metric_table`) on ``part`` ("valid" or "test")."""
     model.eval()
     target: Part = bench.valid if part == "valid" else bench.test
     masks = [bench.train.matrix] + ([bench.valid.truth] if part == "test" else [])
+    specs = metric_table(bench).for_tasks(tasks).specs
     metrics: dict[str, float] = {}
     ranking = None
     with torch.no_grad():
@@ -60,15 +85,19 @@ def evaluate_part(
                 batch_size=batch_size,
                 device=bench.device,
                 owner=model,
+                metrics=[s for s in specs if s.task == "ranking"],
             )
             metrics.update(ranking.means())
         if target.ratings is not None and target.size and ({"rating", "binary"} & set(tasks)):
             predicted = model.predict(target.users, target.items)
             if "rating" in tasks:
-                metrics.update(rating_metrics(predicted, target.ratings))
+                metrics.update(prediction_metrics([s for s in specs if s.task == "rating"],
+                                                  Predictions(predicted, target.ratings)))
             if "binary" in tasks:
-                threshold = bench.spec.rating_threshold or 4.0
-                metrics.update(binary_metrics(predicted - threshold, target.ratings >= threshold))
+                threshold = binary_threshold(bench.spec)
+                metrics.update(prediction_metrics(
+                    [s for s in specs if s.task == "binary"],
+                    Predictions(predicted - threshold, target.ratings >= threshold)))
     return Evaluation(metrics, ranking)
 
 

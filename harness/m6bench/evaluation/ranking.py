@@ -15,59 +15,67 @@ Ranking conventions (the same as RecBole's and ranx's):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from m6bench.errors import PluginError
+from m6bench.evaluation.builtin_metrics import (
+    GLOBAL_RANKING_METRICS,
+    PER_USER_RANKING_METRICS,
+    PREDICTION_METRICS,
+    gini,
+)
+from m6bench.evaluation.metrics import (
+    MetricSpec,
+    Predictions,
+    RankingBatch,
+    RecommendedLists,
+)
 from m6bench.tensor import expand_csr
 
-RANKING_METRICS = ("recall", "ndcg", "mrr", "hit", "precision", "map")
+RANKING_METRICS = tuple(spec.name for spec in PER_USER_RANKING_METRICS)
 
 
 def ranking_metrics(
     hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]
 ) -> dict[str, torch.Tensor]:
-    """Per-user ranking metrics from the hit matrix of the top-K lists.
+    """Per-user built-in ranking metrics from the hit matrix of the top-K lists.
 
     :param hits: bool or float ``(B, K)`` with ``K >= max(ks)``: whether the item at rank
         ``r`` (0-based column) is relevant.
     :param n_relevant: ``(B,)`` number of relevant items of each user.
     :return: ``{"ndcg@10": (B,) float64, ...}`` for every metric and k.
     """
-    hits = hits.to(torch.float64)
-    n_relevant = n_relevant.to(torch.float64)
-    max_k = hits.shape[1]
-    ranks = torch.arange(1, max_k + 1, dtype=torch.float64, device=hits.device)
-    discounts = 1.0 / torch.log2(ranks + 1.0)
-    cum_hits = hits.cumsum(dim=1)
-    ideal_cum = discounts.cumsum(dim=0)
-    safe_rel = n_relevant.clamp(min=1.0)
-    first_hit = torch.where(hits > 0, ranks, torch.full_like(hits, math.inf)).min(dim=1).values
-    precision_at_rank = cum_hits / ranks
-    ap_terms = (precision_at_rank * hits).cumsum(dim=1)
+    return per_user_metrics(PER_USER_RANKING_METRICS, RankingBatch(hits, n_relevant), ks)
 
-    out: dict[str, torch.Tensor] = {}
+
+def per_user_metrics(specs: Sequence[MetricSpec], batch: RankingBatch,
+                     ks: Sequence[int]) -> dict[str, torch.Tensor]:
+    """``{"name@k": (B,) float64}`` of the per-user ranking ``specs`` on one batch."""
     for k in ks:
-        if k > max_k:
-            raise ValueError(f"k={k} exceeds the {max_k} ranks given")
-        n_hits = cum_hits[:, k - 1]
-        dcg = (hits[:, :k] * discounts[:k]).sum(dim=1)
-        ideal_n = n_relevant.clamp(max=k).long()
-        idcg = torch.where(ideal_n > 0, ideal_cum[(ideal_n - 1).clamp(min=0)],
-                           torch.ones_like(dcg))
-        has_rel = n_relevant > 0
-        zero = torch.zeros_like(dcg)
-        out[f"recall@{k}"] = torch.where(has_rel, n_hits / safe_rel, zero)
-        out[f"ndcg@{k}"] = torch.where(has_rel, dcg / idcg, zero)
-        out[f"mrr@{k}"] = torch.where(first_hit <= k, 1.0 / first_hit, zero)
-        out[f"hit@{k}"] = (n_hits > 0).to(torch.float64)
-        out[f"precision@{k}"] = n_hits / k
-        out[f"map@{k}"] = torch.where(
-            has_rel, ap_terms[:, k - 1] / n_relevant.clamp(max=k).clamp(min=1.0), zero
-        )
+        if k > batch.max_k:
+            raise ValueError(f"k={k} exceeds the {batch.max_k} ranks given")
+    out: dict[str, torch.Tensor] = {}
+    at_k = [spec for spec in specs if spec.at_k]
+    for k in ks:
+        for spec in at_k:
+            out[f"{spec.name}@{k}"] = _per_user_value(spec, batch, k)
+    for spec in specs:
+        if not spec.at_k:
+            out[spec.name] = _per_user_value(spec, batch, None)
     return out
+
+
+def _per_user_value(spec: MetricSpec, batch: RankingBatch, k: int | None) -> torch.Tensor:
+    value = spec.compute(batch, k)
+    rows = batch.hits.shape[0]
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != (rows,):
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise PluginError(f"Per-user metric {spec.name!r} returned {shape} for a batch of "
+                          f"{rows} users; return one value per user, a ({rows},) tensor.")
+    return value.to(torch.float64)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -146,6 +154,7 @@ def evaluate_ranking(
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
     owner: torch.nn.Module | None = None,
+    metrics: Sequence[MetricSpec] | None = None,
 ) -> RankingResult:
     """Full-ranking evaluation of every user that has a relevant item in ``truth``.
 
@@ -157,7 +166,10 @@ def evaluate_ranking(
     :param owner: the module behind ``score_fn``.  Masking writes into the scores, so a
         batch of scores is copied first unless it is provably fresh: not a view, and not the
         storage of one of ``owner``'s parameters or buffers (without ``owner``, always copied).
+    :param metrics: the ranking metrics to compute (default: the built-in ones).
     """
+    metrics = [m for m in (PER_USER_RANKING_METRICS + GLOBAL_RANKING_METRICS
+                           if metrics is None else metrics) if m.task == "ranking"]
     device = torch.device(device)
     truth = truth.to(device)
     if truth.shape[1] != n_items:
@@ -191,24 +203,35 @@ def evaluate_ranking(
         if excluded_items is not None:
             scores[:, excluded_items] = -torch.inf
         top = top_k(scores, max_k)
-        keys = batch.unsqueeze(1) * n_items + top
-        found = torch.searchsorted(truth_keys, keys).clamp_(max=truth_keys.numel() - 1)
-        hits = truth_keys[found] == keys
-        if hits.shape[1] < max(ks):  # fewer items than k: the missing ranks are misses
-            hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
-        values = ranking_metrics(hits, n_relevant_all[batch], ks)
-        for name, value in values.items():
+        hits = _hits(truth_keys, batch, top, n_items, width=max(ks))
+        inputs = RankingBatch(hits, n_relevant_all[batch], recommended=top, users=batch,
+                              item_popularity=item_popularity, n_items=n_items,
+                              n_train_users=n_train_users)
+        for name, value in per_user_metrics([m for m in metrics if m.per_user], inputs,
+                                            ks).items():
             per_user.setdefault(name, []).append(value)
         top_lists.append(top)
     recommended = (torch.cat(top_lists).cpu() if top_lists
                    else torch.empty(0, max_k, dtype=torch.long))
-    result = RankingResult(
-        users=users.cpu(),
+    lists = RecommendedLists(recommended, users=users.cpu(), n_items=n_items,
+                             item_popularity=item_popularity.cpu(), n_train_users=n_train_users)
+    return RankingResult(
+        users=lists.users,
         per_user={name: torch.cat(parts).cpu() for name, parts in per_user.items()},
         recommended=recommended,
+        beyond=global_metrics([m for m in metrics if not m.per_user], lists, ks),
     )
-    result.beyond = beyond_accuracy(recommended, ks, n_items, item_popularity.cpu(), n_train_users)
-    return result
+
+
+def _hits(truth_keys: torch.Tensor, users: torch.Tensor, top: torch.Tensor, n_items: int,
+          width: int) -> torch.Tensor:
+    """Bool ``(B, width)``: whether each recommended item is in the sorted truth keys."""
+    keys = users.unsqueeze(1) * n_items + top
+    found = torch.searchsorted(truth_keys, keys).clamp_(max=truth_keys.numel() - 1)
+    hits = truth_keys[found] == keys
+    if hits.shape[1] < width:  # fewer items than k: the missing ranks are misses
+        hits = torch.nn.functional.pad(hits, (0, width - hits.shape[1]))
+    return hits
 
 
 def _writable(scores: torch.Tensor, owned: set[int] | None) -> torch.Tensor:
@@ -236,65 +259,46 @@ def beyond_accuracy(
     * ``gini@k``: Gini coefficient of how often each item is recommended (0 = equal
       exposure, 1 = one item takes all).
     """
+    lists = RecommendedLists(recommended, users=torch.arange(recommended.shape[0]),
+                             n_items=n_items, item_popularity=item_popularity,
+                             n_train_users=n_train_users)
+    return global_metrics(GLOBAL_RANKING_METRICS, lists, ks)
+
+
+def global_metrics(specs: Sequence[MetricSpec], lists: RecommendedLists,
+                   ks: Sequence[int]) -> dict[str, float]:
+    """``{"name@k": value}`` of the global ranking ``specs`` (nothing without lists)."""
     out: dict[str, float] = {}
-    if recommended.numel() == 0:
+    if lists.recommended.numel() == 0:
         return out
-    popularity = item_popularity.to(torch.float64).clamp(min=1.0)
-    self_information = -torch.log2(popularity / max(1, n_train_users))
+    at_k = [spec for spec in specs if spec.at_k]
     for k in ks:
-        top = recommended[:, :k]
-        counts = torch.bincount(top.reshape(-1), minlength=n_items).to(torch.float64)
-        out[f"coverage@{k}"] = float((counts > 0).sum()) / n_items
-        out[f"novelty@{k}"] = float(self_information[top].mean())
-        out[f"gini@{k}"] = gini(counts)
+        for spec in at_k:
+            out[f"{spec.name}@{k}"] = float(spec.compute(lists, k))
+    for spec in specs:
+        if not spec.at_k:
+            out[spec.name] = float(spec.compute(lists, None))
     return out
 
 
-def gini(values: torch.Tensor) -> float:
-    """Gini coefficient of non-negative values (0 for all equal)."""
-    sorted_values = torch.sort(values.to(torch.float64)).values
-    n = sorted_values.numel()
-    total = float(sorted_values.sum())
-    if n == 0 or total == 0:
-        return 0.0
-    index = torch.arange(1, n + 1, dtype=torch.float64)
-    return float(((2 * index - n - 1) * sorted_values).sum() / (n * total))
+def prediction_metrics(specs: Sequence[MetricSpec], predictions: Predictions
+                       ) -> dict[str, float]:
+    """``{name: value}`` of rating or binary ``specs`` on the part's predictions."""
+    return {spec.name: float(spec.compute(predictions, None)) for spec in specs}
 
 
 def rating_metrics(predicted: torch.Tensor, actual: torch.Tensor) -> dict[str, float]:
     """RMSE and MAE of rating predictions."""
-    error = predicted.to(torch.float64) - actual.to(torch.float64)
-    return {"rmse": float(error.pow(2).mean().sqrt()), "mae": float(error.abs().mean())}
+    return prediction_metrics([m for m in PREDICTION_METRICS if m.task == "rating"],
+                              Predictions(predicted, actual))
 
 
 def binary_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """AUC (Mann-Whitney, ties counted half) and log loss of sigmoid(logits)."""
-    logits = logits.to(torch.float64)
-    labels = labels.to(torch.float64)
-    n_pos = float(labels.sum())
-    n_neg = float(labels.numel() - n_pos)
-    out: dict[str, float] = {}
-    if n_pos > 0 and n_neg > 0:
-        ranks = _average_ranks(logits)
-        out["auc"] = float((ranks[labels > 0].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    else:
-        out["auc"] = float("nan")
-    out["logloss"] = float(
-        torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
-    )
-    return out
+    return prediction_metrics([m for m in PREDICTION_METRICS if m.task == "binary"],
+                              Predictions(logits, labels))
 
 
-def _average_ranks(values: torch.Tensor) -> torch.Tensor:
-    """1-based ranks with ties given their average rank (scipy's rankdata 'average')."""
-    sorted_values, order = torch.sort(values, stable=True)
-    n = values.numel()
-    new_group = torch.ones(n, dtype=torch.bool)
-    new_group[1:] = sorted_values[1:] != sorted_values[:-1]
-    group = new_group.cumsum(0) - 1
-    positions = torch.arange(1, n + 1, dtype=torch.float64)
-    sums = torch.zeros(int(group[-1]) + 1, dtype=torch.float64).index_add_(0, group, positions)
-    counts = torch.bincount(group).to(torch.float64)
-    ranks = torch.empty(n, dtype=torch.float64)
-    ranks[order] = (sums / counts)[group]
-    return ranks
+__all__ = ["RANKING_METRICS", "RankingResult", "beyond_accuracy", "binary_metrics",
+           "evaluate_ranking", "gini", "global_metrics", "per_user_metrics",
+           "prediction_metrics", "ranking_metrics", "rating_metrics", "top_k"]

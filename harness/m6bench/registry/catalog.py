@@ -18,9 +18,11 @@ import torch
 from m6bench import hookspecs
 from m6bench.data.specs import BenchmarkSpec, DatasetSpec
 from m6bench.errors import ConfigError, PluginError, did_you_mean
+from m6bench.evaluation.builtin_metrics import BUILTIN_METRICS
+from m6bench.evaluation.metrics import MetricSpec, MetricTable
 from m6bench.protocols.spec import ProtocolSpec
-from m6bench.registry.provenance import plugin_identity
-from m6bench.registry.registry import Registry
+from m6bench.registry.provenance import distribution_version, plugin_identity
+from m6bench.registry.registry import COMPONENT_FAMILIES, FAMILIES, Registry
 from m6bench.training.specs import ComponentSpec, ModelSpec
 
 ENTRY_POINT_GROUP = "m6bench"
@@ -33,17 +35,10 @@ BUILTIN_MODULES = (
     "m6bench.builtin.protocols",
     "m6bench.builtin.benchmarks",
     "m6bench.builtin.components",
+    "m6bench.builtin.metrics",
 )
 
-REGISTRATION_HOOKS = {
-    "m6bench_register_datasets": "datasets",
-    "m6bench_register_protocols": "protocols",
-    "m6bench_register_benchmarks": "benchmarks",
-    "m6bench_register_encoders": "encoders",
-    "m6bench_register_fusions": "fusions",
-    "m6bench_register_heads": "heads",
-    "m6bench_register_models": "models",
-}
+REGISTRATION_HOOKS = {family.hook: family.name for family in FAMILIES}
 
 
 @dataclass
@@ -76,13 +71,18 @@ class Catalog:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         self.plugins: dict[str, PluginInfo] = {}
-        self.datasets: Registry[DatasetSpec] = Registry("dataset", DatasetSpec)
-        self.protocols: Registry[ProtocolSpec] = Registry("protocol", ProtocolSpec)
-        self.benchmarks: Registry[BenchmarkSpec] = Registry("benchmark", BenchmarkSpec)
-        self.encoders: Registry[ComponentSpec] = Registry("encoder", ComponentSpec)
-        self.fusions: Registry[ComponentSpec] = Registry("fusion", ComponentSpec)
-        self.heads: Registry[ComponentSpec] = Registry("head", ComponentSpec)
-        self.models: Registry[ModelSpec] = Registry("model", ModelSpec)
+        # the annotations name each family's type for readers and type checkers; FAMILIES
+        # (registry.py) is the one list of them
+        self.datasets: Registry[DatasetSpec]
+        self.protocols: Registry[ProtocolSpec]
+        self.benchmarks: Registry[BenchmarkSpec]
+        self.encoders: Registry[ComponentSpec]
+        self.fusions: Registry[ComponentSpec]
+        self.heads: Registry[ComponentSpec]
+        self.models: Registry[ModelSpec]
+        self.metrics: Registry[MetricSpec]
+        for family in FAMILIES:
+            setattr(self, family.name, Registry(family.what, family.kind))
 
     @property
     def hook(self) -> Any:
@@ -93,6 +93,15 @@ class Catalog:
         return [p for p in self.plugins.values() if not p.ok]
 
     # ------------------------------------------------------------------ lookups
+    def metric_table(self) -> MetricTable:
+        """Every registered metric: what runs compute, and which way each is better.
+
+        The built-in metrics come first in their own order (the order evaluations list
+        their values in), then plugins' metrics by name."""
+        builtin = {spec.name: index for index, spec in enumerate(BUILTIN_METRICS)}
+        entries = sorted(self.metrics, key=lambda e: (builtin.get(e.name, len(builtin)), e.name))
+        return MetricTable(entry.value for entry in entries)
+
     def plugin(self, name: str) -> PluginInfo:
         info = self.plugins.get(name)
         if info is None:
@@ -136,10 +145,11 @@ class Catalog:
 
     def component(self, family: str, name: str, **params: Any) -> torch.nn.Module:
         """Build a registered encoder, fusion or head by name with ``params``."""
-        registries = {"encoder": self.encoders, "fusion": self.fusions, "head": self.heads}
+        registries = {f.what: getattr(self, f.name) for f in COMPONENT_FAMILIES}
         registry = registries.get(family)
         if registry is None:
-            raise PluginError(f"Unknown component family {family!r}; use encoder, fusion or head.")
+            raise PluginError(f"Unknown component family {family!r}; use "
+                              f"{', '.join(registries)}.")
         spec = registry.get(name)
         unknown = sorted(set(params) - set(spec.defaults))
         if unknown:
@@ -210,7 +220,7 @@ def load_catalog(
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     catalog = Catalog(pm)
-    core_version = _version("m6bench")
+    core_version = distribution_version("m6bench") or "unknown"
 
     for module_name in BUILTIN_MODULES:
         module = __import__(module_name, fromlist=["_"])
@@ -278,13 +288,6 @@ def load_catalog(
     return catalog
 
 
-def _version(distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _top_package(module_name: str) -> str | None:
     return module_name.split(".")[0] or None
 
@@ -292,5 +295,5 @@ def _top_package(module_name: str) -> str | None:
 def _distribution_of(module_name: str) -> tuple[str, str]:
     top = module_name.split(".")[0]
     for dist in importlib.metadata.packages_distributions().get(top, []):
-        return dist, _version(dist)
+        return dist, distribution_version(dist) or "unknown"
     return "local", "unknown"

@@ -48,7 +48,9 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def _version(distribution: str) -> str | None:
+def distribution_version(distribution: str) -> str | None:
+    """The installed version of ``distribution``; None when it is not installed (a module
+    loaded from a path, a test's in-memory plugin)."""
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -61,12 +63,12 @@ def software(plugin_distribution: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "m6bench": _version("m6bench"),
-        "numpy": _version("numpy"),
-        "optuna": _version("optuna"),
+        "m6bench": distribution_version("m6bench"),
+        "numpy": distribution_version("numpy"),
+        "optuna": distribution_version("optuna"),
     }
     if plugin_distribution:
-        info["plugin"] = {plugin_distribution: _version(plugin_distribution)}
+        info["plugin"] = {plugin_distribution: distribution_version(plugin_distribution)}
     return info
 
 
@@ -133,9 +135,9 @@ def git_state() -> dict[str, Any]:
 
 def harness_identity() -> dict[str, Any]:
     """The harness's code: distribution, version, source hash and its checkout's git state."""
-    return {"distribution": HARNESS_DISTRIBUTION, "version": _version(HARNESS_DISTRIBUTION),
-            "package": HARNESS_PACKAGE, "sha256": source_hash(HARNESS_PACKAGE),
-            "git": git_state()}
+    return {"distribution": HARNESS_DISTRIBUTION,
+            "version": distribution_version(HARNESS_DISTRIBUTION), "package": HARNESS_PACKAGE,
+            "sha256": source_hash(HARNESS_PACKAGE), "git": git_state()}
 
 
 def plugin_identity(name: str, distribution: str, version: str | None,

@@ -1,4 +1,5 @@
-"""A typed registry of named things, each owned by one plugin."""
+"""A typed registry of named things, each owned by one plugin, and the table of the
+families plugins register (:data:`FAMILIES`), which everything that lists them reads."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from m6bench.data.specs import BenchmarkSpec, DatasetSpec
 from m6bench.errors import PluginError, did_you_mean
+from m6bench.evaluation.metrics import MetricSpec
+from m6bench.protocols.spec import ProtocolSpec
+from m6bench.training.specs import ComponentSpec, ModelSpec
 
 T = TypeVar("T")
 
@@ -74,3 +79,32 @@ class Registry(Generic[T]):
 
     def by_plugin(self, plugin: str) -> list[Entry[T]]:
         return [e for e in self if e.plugin == plugin]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One family of registered things: the catalog's attribute ``name`` holds a
+    :class:`Registry` of ``kind`` values, filled through the hook :attr:`hook`."""
+
+    name: str  # plural: the catalog attribute and the hook's suffix ("encoders")
+    what: str  # one of them, in messages and in ``Catalog.component`` ("encoder")
+    kind: type
+    component: bool = False  # a model part built by name with parameters
+
+    @property
+    def hook(self) -> str:
+        return f"m6bench_register_{self.name}"
+
+
+# In registration order: a benchmark names a dataset and a protocol, a model its components.
+FAMILIES: tuple[Family, ...] = (
+    Family("datasets", "dataset", DatasetSpec),
+    Family("protocols", "protocol", ProtocolSpec),
+    Family("benchmarks", "benchmark", BenchmarkSpec),
+    Family("encoders", "encoder", ComponentSpec, component=True),
+    Family("fusions", "fusion", ComponentSpec, component=True),
+    Family("heads", "head", ComponentSpec, component=True),
+    Family("models", "model", ModelSpec),
+    Family("metrics", "metric", MetricSpec),
+)
+COMPONENT_FAMILIES = tuple(f for f in FAMILIES if f.component)

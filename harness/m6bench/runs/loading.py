@@ -13,7 +13,6 @@ from typing import Any
 
 from m6bench.data.cache import (
     CACHE_FORMAT,
-    TABLE_SUFFIXES,
     cache_key,
     default_context,
     read_cached_dataset,
@@ -22,6 +21,10 @@ from m6bench.data.cache import (
 from m6bench.data.dataset import Dataset, content_fingerprint
 from m6bench.data.specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError, did_you_mean
+
+# Which loader reads a file given as the dataset itself, by its extension.
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".tab": "csv", ".parquet": "csv", ".pq": "csv",
+                  ".inter": "recbole"}
 
 
 # ============================================================================= resolution

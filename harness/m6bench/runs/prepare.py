@@ -16,6 +16,7 @@ from m6bench.data.prepared import PreparedBenchmark, to_device
 from m6bench.data.specs import BenchmarkSpec, LoadContext
 from m6bench.errors import ProtocolError
 from m6bench.evaluation.candidates import candidate_masks
+from m6bench.evaluation.evaluator import binary_threshold
 from m6bench.protocols.cuts import deduplicate, kcore, load_or_cut
 from m6bench.registry.catalog import Catalog
 
@@ -117,6 +118,8 @@ def prepare_benchmark(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     options = {**spec.dataset_options, **(dataset_options or {})}
+    if "binary" in spec.tasks:
+        binary_threshold(spec)  # a benchmark without one fails here, before any data loads
     dataset = load_dataset(catalog, spec.dataset, options, context)
     version = version_of(catalog, spec, data_identity(dataset))
     if spec.rating_threshold is not None:
@@ -138,6 +141,8 @@ def prepare_benchmark(
     split = load_or_cut(dataset, spec.protocol, protocol.cut, seed, protocol_options,
                         context.cache_dir)
     timings["cut"] = time.perf_counter() - started
-    return to_device(spec, dataset, split, seed=seed, device=device, components=catalog,
-                     candidates=candidate_masks(spec, dataset, split, device), timings=timings,
-                     version=version)
+    bench = to_device(spec, dataset, split, seed=seed, device=device, components=catalog,
+                      candidates=candidate_masks(spec, dataset, split, device), timings=timings,
+                      version=version)
+    bench.metrics = catalog.metric_table().for_tasks(spec.tasks).specs
+    return bench

@@ -25,8 +25,9 @@ from m6bench.data.specs import BenchmarkSpec
 from m6bench.errors import CodeChanged, ConfigError
 from m6bench.registry.catalog import Catalog, PluginInfo, load_catalog
 from m6bench.registry.provenance import harness_identity
+from m6bench.runs.ledger import ledger_path
 from m6bench.runs.prepare import benchmark_version
-from m6bench.runs.run import RunRequest, default_ledger, execute, plan_run, resolve_device
+from m6bench.runs.run import RunRequest, execute, plan_run, resolve_device
 from m6bench_leaderboard import read_records
 
 GPU_TOLERANCE = 1e-3  # absolute, per metric, when either run is on a GPU
@@ -196,8 +197,8 @@ def reproduce(
     reproduction is recorded in the same ledger (kind ``run``, with ``reproduces`` naming
     the original) unless ``record`` is false.
     """
-    ledger_path = Path(ledger) if ledger else default_ledger()
-    original = find_record(run_id, ledger_path)
+    ledger_file = ledger_path(ledger)
+    original = find_record(run_id, ledger_file)
     if original["status"] != "ok":
         raise ConfigError(f"Run {original['run_id']} has status {original['status']} "
                           f"({original.get('error')}); only ok runs have metrics to compare.")
@@ -228,7 +229,7 @@ def reproduce(
     if tolerance < 0:
         raise ConfigError(f"--tolerance {tolerance} is negative; pass 0 for exact or a "
                           "positive absolute difference.")
-    target = ledger_path
+    target = ledger_file
     scratch = None
     if not record:
         scratch = tempfile.TemporaryDirectory(prefix="m6bench-reproduce-")
@@ -256,4 +257,4 @@ def reproduce(
             scratch.cleanup()
     return ReproduceResult(record=original, reproduction=new, tolerance=tolerance,
                            comparisons=compare(original, new, tolerance), notes=notes,
-                           ledger=ledger_path if record else None, code_changed=bool(changed))
+                           ledger=ledger_file if record else None, code_changed=bool(changed))

@@ -21,23 +21,16 @@ from m6bench.builtin.benchmarks import DEFAULT_BENCHMARK
 from m6bench.data.prepared import PreparedBenchmark
 from m6bench.data.specs import BenchmarkSpec
 from m6bench.errors import ConfigError, LedgerError, M6BenchError, PluginError
-from m6bench.evaluation.evaluator import per_user_values, slices
+from m6bench.evaluation.evaluator import metric_directions, per_user_values, slices
 from m6bench.registry import provenance
 from m6bench.registry.catalog import Catalog, load_catalog
 from m6bench.runs.config import config_hash, read_config_file, resolve_config
+from m6bench.runs.ledger import default_ledger as default_ledger  # scripts read it here
+from m6bench.runs.ledger import ledger_path
 from m6bench.runs.prepare import benchmark_version, prepare_benchmark
 from m6bench.training.loop import TrainOutcome, train_model
 from m6bench.training.specs import ModelSpec
 from m6bench_leaderboard import SCHEMA_VERSION, RecordError, append_record, redact
-
-LEDGER_ENV = "M6BENCH_LEDGER"
-
-
-DEFAULT_LEDGER = Path("m6bench-runs") / "ledger.jsonl"
-
-
-def default_ledger() -> Path:
-    return Path(os.environ.get(LEDGER_ENV) or DEFAULT_LEDGER)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -167,7 +160,7 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
         request=request, catalog=catalog, plugin_name=request.plugin, model_name=model_name,
         model_spec=model_spec, benchmark=benchmark, config=config,
         device=resolve_device(request.device),
-        ledger=Path(request.ledger) if request.ledger else default_ledger(), note=note,
+        ledger=ledger_path(request.ledger), note=note,
     )
 
 
@@ -203,19 +196,44 @@ def execute(
     A failure after the run started is recorded with status ``failed`` (or ``pruned`` when
     a pruner stopped it) and re-raised as :class:`RunFailed`.
     """
-    run_id = uuid.uuid4().hex
-    started_at = datetime.now(timezone.utc)
     started = time.perf_counter()
+    record = _new_record(plan, extra)
+    outcome = TrainOutcome()
+    if plan.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(plan.device)
+    # bad data is the user's input, not a run failure: it raises before anything is recorded
+    bench = prepared if prepared is not None else prepare(plan)
+    record["benchmark"]["version"] = bench.version or benchmark_version(
+        plan.catalog, plan.benchmark, dataset_options=plan.request.dataset_options)
+    try:
+        _train_and_evaluate(plan, bench, record, outcome, progress=progress,
+                            on_epoch_end=on_epoch_end)
+    except BaseException as exc:
+        _mark_failed(record, exc)
+        _finish(record, plan, bench, outcome, started)
+        if isinstance(exc, KeyboardInterrupt) or record["status"] == "pruned":
+            raise
+        info = plan.catalog.plugins[plan.plugin_name]
+        raise RunFailed(
+            f"Run {record['run_id']} of {plan.plugin_name}/{plan.model_name} (distribution "
+            f"{info.distribution} {info.version}) failed: {record['error']}. The failure is "
+            f"recorded in {plan.ledger}.", record) from exc
+    _finish(record, plan, bench, outcome, started)
+    return record
+
+
+def _new_record(plan: RunPlan, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The record of a run about to start: what it is, before anything is measured."""
     request = plan.request
     info = plan.catalog.plugins[plan.plugin_name]
-    record: dict[str, Any] = {
+    return {
         "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
+        "run_id": uuid.uuid4().hex,
         "status": "ok",
         "error": None,
         "kind": request.kind,
         "sweep_id": request.sweep_id,
-        "benchmark": {"name": plan.benchmark.name, "version": None,  # from the data, below
+        "benchmark": {"name": plan.benchmark.name, "version": None,  # from the data, later
                       "spec": redact(plan.benchmark.to_dict())},
         "plugin": {"name": info.name, "distribution": info.distribution,
                    "version": info.version},
@@ -227,57 +245,55 @@ def execute(
         "metrics": {},
         "code": provenance.code_identity(info.code()),
         "command": redact(list(request.command if request.command is not None else sys.argv)),
-        "started_at": started_at.isoformat(),
+        "started_at": datetime.now(timezone.utc).isoformat(),
         **dict(extra or {}),
     }
+
+
+def _train_and_evaluate(
+    plan: RunPlan,
+    bench: PreparedBenchmark,
+    record: dict[str, Any],
+    outcome: TrainOutcome,
+    *,
+    progress: Any,
+    on_epoch_end: Callable[[int, Mapping[str, float]], None] | None,
+) -> None:
+    """Build, train and evaluate the model, filling ``record`` and ``outcome`` as it goes
+    (a failure part way leaves what was measured for the failed record)."""
     hook = plan.catalog.hook
-    bench: PreparedBenchmark | None = prepared
-    outcome = TrainOutcome()
-    if plan.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(plan.device)
-    if bench is None:
-        # bad data is the user's input, not a run failure: it raises before anything is recorded
-        bench = prepare(plan)
-    record["benchmark"]["version"] = bench.version or benchmark_version(
-        plan.catalog, plan.benchmark, dataset_options=request.dataset_options)
-    try:
-        record["dataset"] = {"name": bench.dataset.name, "fingerprint": bench.dataset.fingerprint,
-                             "statistics": bench.dataset.statistics()}
-        record["cut"] = {"protocol": bench.split.protocol, "fingerprint": bench.split.fingerprint,
-                         "sizes": bench.split.sizes()}
-        hook.m6bench_run_start(run_id=run_id, config=plan.config, benchmark=plan.benchmark)
-        seed_everything(request.seed)
-        model = plan.model_spec.build(bench.train, plan.config).to(plan.device)
+    run_id = record["run_id"]
+    record["dataset"] = {"name": bench.dataset.name, "fingerprint": bench.dataset.fingerprint,
+                         "statistics": bench.dataset.statistics()}
+    record["cut"] = {"protocol": bench.split.protocol, "fingerprint": bench.split.fingerprint,
+                     "sizes": bench.split.sizes()}
+    hook.m6bench_run_start(run_id=run_id, config=plan.config, benchmark=plan.benchmark)
+    seed_everything(plan.request.seed)
+    model = plan.model_spec.build(bench.train, plan.config).to(plan.device)
 
-        def epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
-            hook.m6bench_epoch_end(run_id=run_id, epoch=epoch, metrics=metrics)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, metrics)
+    def epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
+        hook.m6bench_epoch_end(run_id=run_id, epoch=epoch, metrics=metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
 
-        train_model(model, bench, plan.config, tasks=plan.tasks, on_epoch_end=epoch_end,
-                    progress=progress, outcome=outcome)
-        record["parameters"] = model.parameter_count()
-        record["metrics"] = {"valid": _clean(outcome.valid.metrics),
-                             "test": _clean(outcome.test.metrics)}
-        record["slices"] = slices(bench, outcome.test)
-        record["per_user"] = per_user_values(bench, outcome.test)
-    except BaseException as exc:
-        pruned = type(exc).__name__ == "TrialPruned"
-        record["status"] = "pruned" if pruned else "failed"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-        if not pruned and not isinstance(exc, M6BenchError):
-            record["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
-        _finish(record, plan, bench, outcome, started)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        if pruned:
-            raise
-        raise RunFailed(
-            f"Run {run_id} of {plan.plugin_name}/{plan.model_name} (distribution "
-            f"{info.distribution} {info.version}) failed: {record['error']}. The failure is "
-            f"recorded in {plan.ledger}.", record) from exc
-    _finish(record, plan, bench, outcome, started)
-    return record
+    train_model(model, bench, plan.config, tasks=plan.tasks, on_epoch_end=epoch_end,
+                progress=progress, outcome=outcome)
+    record["parameters"] = model.parameter_count()
+    record["metrics"] = {"valid": _clean(outcome.valid.metrics),
+                         "test": _clean(outcome.test.metrics)}
+    record["metric_directions"] = metric_directions(bench, record["metrics"])
+    record["slices"] = slices(bench, outcome.test)
+    record["per_user"] = per_user_values(bench, outcome.test)
+
+
+def _mark_failed(record: dict[str, Any], exc: BaseException) -> None:
+    """Status ``pruned`` (a pruner stopped the run) or ``failed``, with the error; an
+    unexpected error keeps the tail of its traceback."""
+    pruned = type(exc).__name__ == "TrialPruned"
+    record["status"] = "pruned" if pruned else "failed"
+    record["error"] = f"{type(exc).__name__}: {exc}"
+    if not pruned and not isinstance(exc, M6BenchError):
+        record["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
 
 
 def _finish(record: dict[str, Any], plan: RunPlan, bench: PreparedBenchmark | None,

@@ -13,7 +13,7 @@ import torch
 
 from m6bench.data.prepared import PreparedBenchmark
 from m6bench.errors import M6BenchError
-from m6bench.evaluation.evaluator import Evaluation, evaluate_part
+from m6bench.evaluation.evaluator import Evaluation, evaluate_part, metric_table
 from m6bench.training.recommender import Recommender
 
 # A training loss is taken as diverged when it is NaN or infinite, when its magnitude passes
@@ -83,14 +83,14 @@ def train_model(
 ) -> TrainOutcome:
     """Fit ``model`` (with early stopping when it is iterative), then evaluate valid and test.
 
-    The validation metric is the benchmark's ``valid_metric`` (higher is better; for
-    rating-only benchmarks ``rmse``, lower is better).  The weights of the best validation
+    The validation metric and its direction come from the benchmark's metric table
+    (:meth:`MetricTable.validation_metric`).  The weights of the best validation
     epoch are restored before the final evaluation.  ``outcome`` is filled in place, so a
     caller still sees the epochs and curve when training raises.
     """
     outcome = outcome if outcome is not None else TrainOutcome()
-    metric = bench.spec.valid_metric if "ranking" in tasks else "rmse"
-    lower_is_better = metric in ("rmse", "mae", "logloss")
+    metric = metric_table(bench).validation_metric(bench.spec, tasks)
+    lower_is_better = metric_table(bench).lower_is_better(metric)
     batch_size = int(config["eval_batch_size"])
     max_epochs = int(config["epochs"]) if model.iterative else 1
     patience = int(config["patience"])

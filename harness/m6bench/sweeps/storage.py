@@ -1,0 +1,146 @@
+"""The study's storage and its bookkeeping: heartbeat RDB storage, pruners, sampler seeds,
+and the trial counts the budget is measured in."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+from optuna.trial import TrialState
+
+from m6bench.errors import ConfigError
+from m6bench.sweeps.spec import ERROR_ATTR
+from m6bench_leaderboard.board import PRUNERS
+
+HEARTBEAT_SECONDS = 5
+STALE_AFTER_BEATS = 3  # heartbeats a running trial may miss before it is failed and retried
+
+
+def stale_after_seconds() -> int:
+    """How long after its last heartbeat a dead worker's running trial is failed and retried."""
+    return HEARTBEAT_SECONDS * STALE_AFTER_BEATS
+
+
+def default_storage(ledger: Path) -> str:
+    path = ledger.parent / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+class _HeartbeatFromTheStart(optuna.storages.RDBStorage):
+    """Records a trial's first heartbeat the moment it starts running.
+
+    Optuna starts a trial's heartbeat thread only after ``study.ask`` has created the trial
+    and the sampler has run, and it never counts a running trial without a heartbeat as
+    stale: a worker killed in between left a running trial that no one retried, and every
+    resumption waited on it for good.  The private ``_create_new_trial`` is the one hooked
+    because Optuna's storage cache calls it directly (a test pins this on each Optuna).
+    """
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: optuna.trial.FrozenTrial | None = None,
+                          ) -> optuna.trial.FrozenTrial:
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self.record_heartbeat(trial._trial_id)
+        return trial
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        # a waiting (enqueued or retried) trial starts running here, not in create_new_trial
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:
+            self.record_heartbeat(trial_id)
+        return changed
+
+
+def resumed_sampler_seed(seed: int, trials_in_study: int) -> int:
+    """The TPE seed of a process opening a study that already holds ``trials_in_study`` trials.
+
+    A fresh study samples with ``seed`` itself.  A resumed one must not replay the stream its
+    first process sampled (those configs are finished): its seed is derived from ``seed`` and
+    the study's size, so it differs from every earlier process's and is still deterministic
+    given the study's state.
+    """
+    if trials_in_study == 0:
+        return seed
+    digest = hashlib.sha256(f"m6bench-sampler:{seed}:{trials_in_study}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+@contextlib.contextmanager
+def experimental_features() -> Iterator[None]:
+    """Heartbeats and stale-trial retry are what resumption rests on; Optuna labels them
+    experimental, and its warning says nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        # several processes may share one SQLite file: wait for its lock instead of failing
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+
+    def open_storage() -> optuna.storages.RDBStorage:
+        with experimental_features():
+            return _HeartbeatFromTheStart(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=stale_after_seconds(),
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=3
+                ),
+            )
+
+    try:
+        return open_storage()
+    except sqlalchemy.exc.IntegrityError:
+        # Two processes opened a fresh database at once and both wrote its schema version:
+        # the other one won, so the schema is complete and opening it again reads it.
+        return open_storage()
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    # Models learn at different speeds early on: judging before ~10 epochs prunes slow
+    # starters that end best, so both pruners wait that long.
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=10)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=10, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"Unknown pruner {name!r}; use one of {', '.join(PRUNERS)}.")
+
+
+def finished_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials that count against the budget, and the failed ones among them.
+
+    A trial failed because its worker died (heartbeat) or was interrupted has no error
+    attribute: it does not count, and its parameters are retried.
+    """
+    return count_trials(study.get_trials(deepcopy=False))
+
+
+def count_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    counts = {"complete": 0, "pruned": 0, "failed": 0, "running": 0}
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            counts["complete"] += 1
+        elif trial.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif trial.state == TrialState.FAIL and ERROR_ATTR in trial.user_attrs:
+            counts["failed"] += 1
+        elif trial.state == TrialState.RUNNING:
+            counts["running"] += 1
+    counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
+    return counts
