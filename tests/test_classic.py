@@ -34,15 +34,10 @@ TINY = np.array(
 )
 
 
-@pytest.fixture(scope="module")
-def _module_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("m6bench-cache")
-
-
 @pytest.fixture(autouse=True)
-def _isolated_cache(_module_cache, monkeypatch):
+def _isolated(isolated, module_cache):
     # One temporary cache for the module: each dataset is generated and cut once, not per test.
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(_module_cache))
+    isolated.share_cache(module_cache)
 
 
 @pytest.fixture(scope="module")

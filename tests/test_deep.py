@@ -16,15 +16,10 @@ from m6bench.training.loop import train_model
 from m6bench_deep import FMInteraction
 from m6bench_deep.fields import field_table
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+pytestmark = [pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
+              pytest.mark.usefixtures("isolated")]
 
 MODELS = ("neumf", "deepfm", "wide-deep", "mult-vae")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
 
 
 @pytest.fixture(scope="module")

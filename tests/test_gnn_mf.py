@@ -14,17 +14,12 @@ from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_gnn_mf import GNN_MF_DEFAULTS, GraphPropagation, normalised_adjacency
 from m6bench_gnn_mf.graph import combination_weights, propagate_once
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+pytestmark = [pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
+              pytest.mark.usefixtures("isolated")]
 
 # 4 users x 3 items; user 3 and item 2 have no interaction (degree 0).
 PAIRS = [(0, 0), (0, 1), (1, 0), (2, 1)]
 N_USERS, N_ITEMS = 4, 3
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
 
 
 def _csr(pairs=PAIRS, n_users=N_USERS, n_items=N_ITEMS) -> torch.Tensor:

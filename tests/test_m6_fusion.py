@@ -38,9 +38,7 @@ def stub_encode(texts: list[str]) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
+def _isolated(isolated):
     register_text_encoder(STUB, stub_encode)
 
 

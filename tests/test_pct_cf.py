@@ -17,13 +17,8 @@ from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_pct_cf import XDOMAIN_OVERRIDES, feature_tensors
 from m6bench_pct_cf.model import home_domains
 
-pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("M6BENCH_LEDGER", str(tmp_path / "ledger.jsonl"))
+pytestmark = [pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta"),
+              pytest.mark.usefixtures("isolated")]
 
 
 def _prepare(tmp_path_factory, protocol: str):
