@@ -225,7 +225,7 @@ def test_search_space_sampling_outside_the_choices_is_named():
 
 # =============================================================================== the benchmark
 def test_kit_benchmark_is_prepared_through_the_public_api(tmp_path):
-    from m6bench import LoadContext, prepare_benchmark
+    from m6bench import LoadContext, prepare_split
 
     catalog = _catalog()
     loader = catalog.datasets.get(KIT_BENCHMARK.dataset)
@@ -233,13 +233,35 @@ def test_kit_benchmark_is_prepared_through_the_public_api(tmp_path):
     dataset = loader.load({**loader.defaults, **KIT_BENCHMARK.dataset_options}, context)
     cut = catalog.protocols.get(KIT_BENCHMARK.protocol)
     split = cut.cut(dataset, 0, dict(cut.defaults))
-    bench = prepare_benchmark(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
+    bench = prepare_split(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
     assert (bench.train.n_users, bench.train.n_items) == (60, 40)
     assert bench.train.n_interactions == len(split.train)
     assert bench.test.size == len(split.test) and bench.device.type == "cpu"
     # the generator is seeded: the same seed draws the same negatives
-    again = prepare_benchmark(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
+    again = prepare_split(KIT_BENCHMARK, dataset, split, catalog=catalog, seed=3)
     assert torch.equal(bench.train.sample_negatives(20), again.train.sample_negatives(20))
+
+
+def test_a_prepared_split_ranks_the_benchmark_candidates(tmp_path):
+    """A held-out-candidates benchmark prepared from a split ranks only the items of each
+    evaluated part, as a run of it does (not every item)."""
+    import dataclasses
+
+    from m6bench import LoadContext, prepare_split
+
+    catalog = _catalog()
+    loader = catalog.datasets.get(KIT_BENCHMARK.dataset)
+    context = LoadContext(data_dir=None, cache_dir=str(tmp_path), offline=True)
+    dataset = loader.load({**loader.defaults, **KIT_BENCHMARK.dataset_options}, context)
+    cut = catalog.protocols.get(KIT_BENCHMARK.protocol)
+    split = cut.cut(dataset, 0, dict(cut.defaults))
+    full = prepare_split(KIT_BENCHMARK, dataset, split, catalog=catalog)
+    assert full.candidates_valid is None and full.candidates_test is None
+    heldout = dataclasses.replace(KIT_BENCHMARK, candidates="heldout")
+    bench = prepare_split(heldout, dataset, split, catalog=catalog)
+    for part, rows in (("valid", split.valid), ("test", split.test)):
+        mask = getattr(bench, f"candidates_{part}")
+        assert set(mask.nonzero().flatten().tolist()) == set(dataset.items[rows].tolist())
 
 
 def test_held_out_variant_changes_only_the_held_out_rows():

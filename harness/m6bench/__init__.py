@@ -8,11 +8,9 @@ board, cli) are the harness's own and may change between versions.
 
 from __future__ import annotations
 
-import torch
-
 from m6bench.data.dataset import FEATURE_KINDS, Dataset
 from m6bench.data.features import FeatureTokens, quantile_bands, tokenise_side_table
-from m6bench.data.prepared import PreparedBenchmark, to_device
+from m6bench.data.prepared import PreparedBenchmark
 from m6bench.data.specs import TASKS, BenchmarkSpec, DatasetSpec, LoadContext
 from m6bench.data.split import Split
 from m6bench.data.trainset import TrainSet
@@ -30,6 +28,7 @@ from m6bench.hookspecs import hookimpl
 from m6bench.protocols.spec import ProtocolSpec
 from m6bench.registry.catalog import Catalog, PluginFailureWarning, PluginInfo, load_catalog
 from m6bench.runs.config import resolve_config
+from m6bench.runs.prepare import prepare_split
 from m6bench.runs.run import RunFailed, run, seed_everything
 from m6bench.tensor import csr_row_entries, row_gradient
 from m6bench.training.recommender import Recommender
@@ -65,7 +64,7 @@ __all__ = [
     "evaluate_part",
     "hookimpl",
     "load_catalog",
-    "prepare_benchmark",
+    "prepare_split",
     "quantile_bands",
     "resolve_config",
     "row_gradient",
@@ -76,22 +75,3 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-
-def prepare_benchmark(
-    spec: BenchmarkSpec,
-    dataset: Dataset,
-    split: Split,
-    *,
-    catalog: Catalog,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> PreparedBenchmark:
-    """The tensors of benchmark ``spec`` on ``device``, from an already loaded ``dataset``
-    and its ``split``: the train set (its generator seeded with ``seed``, ``catalog`` as the
-    source of encoders, fusions and heads) and the evaluated parts.
-
-    Unlike a run, nothing is loaded, filtered or cached: the caller owns the data, e.g. a
-    test that prepares two benchmarks differing only in their held-out rows.
-    """
-    return to_device(spec, dataset, split, seed=seed, device=torch.device(device),
-                     components=catalog)

@@ -14,6 +14,7 @@ import torch
 from m6bench.data.dataset import Dataset, content_fingerprint
 from m6bench.data.prepared import PreparedBenchmark, to_device
 from m6bench.data.specs import BenchmarkSpec, LoadContext
+from m6bench.data.split import Split
 from m6bench.errors import ProtocolError
 from m6bench.evaluation.candidates import candidate_masks
 from m6bench.evaluation.evaluator import binary_threshold
@@ -146,3 +147,26 @@ def prepare_benchmark(
                       version=version)
     bench.metrics = catalog.metric_table().for_tasks(spec.tasks).specs
     return bench
+
+
+def prepare_split(
+    spec: BenchmarkSpec,
+    dataset: Dataset,
+    split: Split,
+    *,
+    catalog: Catalog,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> PreparedBenchmark:
+    """The tensors of benchmark ``spec`` on ``device``, from an already loaded ``dataset``
+    and its ``split``: the train set (its generator seeded with ``seed``, ``catalog`` as the
+    source of encoders, fusions and heads), the evaluated parts and the candidate masks of
+    ``spec.candidates``.
+
+    Unlike :func:`prepare_benchmark`, nothing is loaded, filtered, cut or cached: the
+    caller owns the data, e.g. a test that prepares two benchmarks differing only in their
+    held-out rows.
+    """
+    device = torch.device(device)
+    return to_device(spec, dataset, split, seed=seed, device=device, components=catalog,
+                     candidates=candidate_masks(spec, dataset, split, device))

@@ -25,7 +25,7 @@ Use it from a plugin's own tests::
 listed in :data:`RULES` (and in ``docs/writing-a-plugin.md``).
 
 The kit is built on the public API only (``m6bench``), like the plugins it checks: its
-benchmarks are prepared with :func:`m6bench.prepare_benchmark`.  Its modules: ``rules``
+benchmarks are prepared with :func:`m6bench.prepare_split`.  Its modules: ``rules``
 (one :class:`Rule` per rule, and :data:`RULES`), ``kit`` (running them), ``specs``,
 ``model_checks``, ``component_checks``, ``package_checks`` (the checks), ``training`` and
 ``tensors`` (what the checks share), ``bench`` (the tiny benchmark), ``report`` (findings),

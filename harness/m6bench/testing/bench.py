@@ -18,7 +18,7 @@ from m6bench import (
     LoadContext,
     PreparedBenchmark,
     TrainSet,
-    prepare_benchmark,
+    prepare_split,
 )
 
 # The tiny benchmark every model is checked on: the embedded synthetic generator, shrunk so a
@@ -52,8 +52,8 @@ def kit_benchmarks(catalog: Catalog, protocol: str, seed: int,
     dataset = loader.load({**loader.defaults, **spec.dataset_options}, context)
     cut = catalog.protocols.get(protocol)
     split = cut.cut(dataset, seed, {**cut.defaults, **spec.protocol_options})
-    bench = prepare_benchmark(spec, dataset, split, catalog=catalog, seed=seed, device=device)
-    variant = prepare_benchmark(spec, heldout_variant(dataset, split.valid, split.test), split,
+    bench = prepare_split(spec, dataset, split, catalog=catalog, seed=seed, device=device)
+    variant = prepare_split(spec, heldout_variant(dataset, split.valid, split.test), split,
                                 catalog=catalog, seed=seed, device=device)
     return bench, variant
 
