@@ -13,7 +13,15 @@ import pytest
 import torch
 
 import m6bench
-from m6bench import BenchmarkSpec, Dataset, MetricSpec, Split, hookimpl, load_catalog, to_device
+from m6bench import (
+    BenchmarkSpec,
+    Dataset,
+    MetricSpec,
+    Split,
+    hookimpl,
+    load_catalog,
+    prepare_split,
+)
 from m6bench.errors import PluginError, ProtocolError
 from m6bench.evaluation.evaluator import evaluate_part
 from m6bench.runs.run import RunRequest, execute, plan_run
@@ -95,8 +103,7 @@ def _tiny_bench(catalog):
     assert list(dataset.user_ids) == ["0", "1", "2"]
     split = Split(*(np.flatnonzero(frame["part"] == part) for part in ("train", "valid", "test")))
     spec = BenchmarkSpec("tiny", dataset="tiny", ks=(1, 2, 3))
-    bench = to_device(spec, dataset, split, seed=0, device=torch.device("cpu"),
-                      components=catalog)
+    bench = prepare_split(spec, dataset, split, catalog=catalog)
     bench.metrics = catalog.metric_table().for_tasks(spec.tasks).specs
     return bench
 
