@@ -4,74 +4,70 @@ The public API, for notebooks and for plugin packages.  Plugins import only thes
 ``m6bench.testing`` (the conformance kit) and ``m6bench.hookspecs`` (an import contract
 checks it); the subpackages (data, protocols, evaluation, training, registry, runs, sweeps,
 board, cli) are the harness's own and may change between versions.
+
+Every name is imported on first use (PEP 562), so that ``import m6bench`` and the command
+line's help and listings do not pay for torch, Optuna and datasets before a command needs
+them.
 """
 
 from __future__ import annotations
 
-from m6bench.data.dataset import FEATURE_KINDS, Dataset
-from m6bench.data.features import FeatureTokens, quantile_bands, tokenise_side_table
-from m6bench.data.prepared import PreparedBenchmark
-from m6bench.data.specs import TASKS, BenchmarkSpec, DatasetSpec, LoadContext
-from m6bench.data.split import Split
-from m6bench.data.trainset import TrainSet
-from m6bench.errors import (
-    ConfigError,
-    DatasetError,
-    LedgerError,
-    M6BenchError,
-    PluginError,
-    ProtocolError,
-)
-from m6bench.evaluation.evaluator import evaluate_part
-from m6bench.evaluation.metrics import MetricSpec
-from m6bench.hookspecs import hookimpl
-from m6bench.protocols.spec import ProtocolSpec
-from m6bench.registry.catalog import Catalog, PluginFailureWarning, PluginInfo, load_catalog
-from m6bench.runs.config import resolve_config
-from m6bench.runs.prepare import prepare_split
-from m6bench.runs.run import RunFailed, run, seed_everything
-from m6bench.tensor import csr_row_entries, row_gradient
-from m6bench.training.recommender import Recommender
-from m6bench.training.specs import ComponentSpec, ModelSpec
+import importlib
+from typing import Any
 
-__all__ = [
-    "FEATURE_KINDS",
-    "TASKS",
-    "BenchmarkSpec",
-    "Catalog",
-    "ComponentSpec",
-    "ConfigError",
-    "Dataset",
-    "DatasetError",
-    "DatasetSpec",
-    "FeatureTokens",
-    "LedgerError",
-    "LoadContext",
-    "M6BenchError",
-    "MetricSpec",
-    "ModelSpec",
-    "PluginError",
-    "PluginFailureWarning",
-    "PluginInfo",
-    "PreparedBenchmark",
-    "ProtocolError",
-    "ProtocolSpec",
-    "Recommender",
-    "RunFailed",
-    "Split",
-    "TrainSet",
-    "csr_row_entries",
-    "evaluate_part",
-    "hookimpl",
-    "load_catalog",
-    "prepare_split",
-    "quantile_bands",
-    "resolve_config",
-    "row_gradient",
-    "run",
-    "seed_everything",
-    "tokenise_side_table",
-]
+# public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "Dataset": "m6bench.data.dataset",
+    "FEATURE_KINDS": "m6bench.data.dataset",
+    "FeatureTokens": "m6bench.data.features",
+    "quantile_bands": "m6bench.data.features",
+    "tokenise_side_table": "m6bench.data.features",
+    "PreparedBenchmark": "m6bench.data.prepared",
+    "BenchmarkSpec": "m6bench.data.specs",
+    "DatasetSpec": "m6bench.data.specs",
+    "LoadContext": "m6bench.data.specs",
+    "TASKS": "m6bench.data.specs",
+    "Split": "m6bench.data.split",
+    "TrainSet": "m6bench.data.trainset",
+    "ConfigError": "m6bench.errors",
+    "DatasetError": "m6bench.errors",
+    "LedgerError": "m6bench.errors",
+    "M6BenchError": "m6bench.errors",
+    "PluginError": "m6bench.errors",
+    "ProtocolError": "m6bench.errors",
+    "evaluate_part": "m6bench.evaluation.evaluator",
+    "MetricSpec": "m6bench.evaluation.metrics",
+    "hookimpl": "m6bench.hookspecs",
+    "ProtocolSpec": "m6bench.protocols.spec",
+    "Catalog": "m6bench.registry.catalog",
+    "PluginFailureWarning": "m6bench.registry.catalog",
+    "PluginInfo": "m6bench.registry.catalog",
+    "load_catalog": "m6bench.registry.catalog",
+    "resolve_config": "m6bench.runs.config",
+    "prepare_split": "m6bench.runs.prepare",
+    "RunFailed": "m6bench.runs.run",
+    "run": "m6bench.runs.run",
+    "seed_everything": "m6bench.runs.run",
+    "csr_row_entries": "m6bench.tensor",
+    "row_gradient": "m6bench.tensor",
+    "Recommender": "m6bench.training.recommender",
+    "ComponentSpec": "m6bench.training.specs",
+    "ModelSpec": "m6bench.training.specs",
+}
+
+__all__ = sorted(_EXPORTS)
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'm6bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

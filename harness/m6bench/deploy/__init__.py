@@ -1,0 +1,1 @@
+"""Deployment: artifacts compressed, exported to ONNX, served over HTTP and load-tested."""
