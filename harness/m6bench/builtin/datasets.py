@@ -63,6 +63,30 @@ SPECS = (
         fingerprint=movielens_fingerprint("ml-1m"),
     ),
     DatasetSpec(
+        name="ml-10m",
+        load=movielens_loader("ml-10m"),
+        description="MovieLens 10M (GroupLens): 10,000,054 half-star ratings of 10,681 movies "
+        "by 71,567 users; items keyed by movieId, no user features.",
+        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-10m"]},
+        fingerprint=movielens_fingerprint("ml-10m"),
+    ),
+    DatasetSpec(
+        name="ml-20m",
+        load=movielens_loader("ml-20m"),
+        description="MovieLens 20M (GroupLens): 20,000,263 half-star ratings of 27,278 movies "
+        "by 138,493 users; items keyed by movieId, no user features.",
+        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-20m"]},
+        fingerprint=movielens_fingerprint("ml-20m"),
+    ),
+    DatasetSpec(
+        name="ml-25m",
+        load=movielens_loader("ml-25m"),
+        description="MovieLens 25M (GroupLens): 25,000,095 half-star ratings of 62,423 movies "
+        "by 162,541 users; items keyed by movieId, no user features.",
+        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-25m"]},
+        fingerprint=movielens_fingerprint("ml-25m"),
+    ),
+    DatasetSpec(
         name="csv",
         load=load_csv,
         description="A CSV, TSV or Parquet file with a column mapping (user, item, rating, "

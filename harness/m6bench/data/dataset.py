@@ -109,10 +109,8 @@ class Dataset:
         where = source or name
         policy = None if duplicates is None else duplicate_policy(duplicates)
         _check_interaction_ids(interactions, where)
-        user_index, user_ids = pd.factorize(interactions["user"].astype(str).to_numpy(),
-                                            sort=False)
-        item_index, item_ids = pd.factorize(interactions["item"].astype(str).to_numpy(),
-                                            sort=False)
+        user_index, user_ids = _factorize_ids(interactions["user"])
+        item_index, item_ids = _factorize_ids(interactions["item"])
         ratings = _numeric_column(interactions, "rating", where, np.float32)
         timestamps = _numeric_column(interactions, "timestamp", where, np.float64)
         domains, domain_names = _domain_codes(interactions)
@@ -252,6 +250,19 @@ def duplicate_policy(value: Any) -> str:
     return policy
 
 
+def _factorize_ids(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Index of every row's id (in order of first appearance) and the ids as strings.
+
+    Integer ids are factorised as integers and only the distinct ones become strings: the
+    same result as factorising their strings, without one Python string per row (18 s of a
+    10 M-row load).
+    """
+    if pd.api.types.is_integer_dtype(column.dtype):
+        index, distinct = pd.factorize(column.to_numpy(), sort=False)
+        return index, np.asarray(distinct).astype(str).astype(object)
+    return pd.factorize(column.astype(str).to_numpy(), sort=False)
+
+
 def merge_duplicates(dataset: Dataset, policy: str = DEFAULT_DUPLICATES, *,
                      where: str = "") -> Dataset:
     """One interaction per (user, item), by ``policy``.
@@ -266,6 +277,9 @@ def merge_duplicates(dataset: Dataset, policy: str = DEFAULT_DUPLICATES, *,
     where = where or dataset.source or dataset.name
     n = dataset.n_interactions
     keys = dataset.users * max(1, dataset.n_items) + dataset.items
+    sorted_keys = np.sort(keys)
+    if not (sorted_keys[1:] == sorted_keys[:-1]).any():
+        return dataset  # the common case, found by one sort instead of two stable ones
     order = np.arange(n)
     if dataset.timestamps is not None:
         order = np.lexsort((order, dataset.timestamps))  # time order, ties by row

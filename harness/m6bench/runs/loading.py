@@ -19,6 +19,7 @@ from m6bench.data.cache import (
     write_cached_dataset,
 )
 from m6bench.data.dataset import Dataset, content_fingerprint
+from m6bench.data.loaders.movielens import grouplens_variant
 from m6bench.data.specs import DatasetSpec, LoadContext
 from m6bench.errors import DatasetError, did_you_mean
 
@@ -78,20 +79,19 @@ def resolve_dataset(
 
 
 def _grouplens_variant(path: Path) -> str:
-    """Which MovieLens loader reads this zip, judged by its members (u.data / ratings.dat)."""
+    """Which MovieLens loader reads this zip, judged by its members' layout."""
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {Path(name).name for name in archive.namelist()}
+            variant = grouplens_variant(archive.namelist())
     except (zipfile.BadZipFile, OSError) as exc:
         raise DatasetError(f"{path} is not a readable zip archive ({exc}).") from None
-    if "u.data" in members:
-        return "ml-100k"
-    if "ratings.dat" in members:
-        return "ml-1m"
-    raise DatasetError(
-        f"{path} is a zip but not a GroupLens ml-100k or ml-1m archive (it has no u.data or "
-        "ratings.dat). Unpack it and pass the table file or RecBole folder inside instead."
-    )
+    if variant is None:
+        raise DatasetError(
+            f"{path} is a zip but not a GroupLens MovieLens archive (ml-100k's u.data, "
+            "ml-1m's or ml-10m's ratings.dat, or ml-20m's or ml-25m's ratings.csv and "
+            "movies.csv). Unpack it and pass the table file or RecBole folder inside instead."
+        )
+    return variant
 
 
 def _detect_path(text: str, registry: Any) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The dataset loaders: pure functions of (options, context) that return a Dataset.
 
-Eight loaders ship with m6bench, one module per source (``m6bench.builtin.datasets``
+Eleven loaders ship with m6bench, one module per source (``m6bench.builtin.datasets``
 registers them):
 
 ``synthetic`` (:mod:`.synthetic`)
@@ -12,6 +12,9 @@ registers them):
 ``ml-100k`` / ``ml-1m`` (:mod:`.movielens`)
     GroupLens MovieLens, from a local archive, a checksummed download, or the RecBole copies
     under ``M6BENCH_DATA_DIR`` (machines without internet).
+``ml-10m`` / ``ml-20m`` / ``ml-25m`` (:mod:`.movielens`, parsed by :mod:`.movielens_large`)
+    The large GroupLens releases, from a local archive, ``M6BENCH_DATA_DIR/<name>.zip`` or a
+    checksummed download; their ratings are parsed by pyarrow into typed columns.
 ``csv`` (:mod:`.tables`)
     A CSV, TSV or Parquet file with a column mapping.
 ``hf`` (:mod:`.huggingface`)
@@ -23,7 +26,8 @@ registers them):
 
 Shared pieces: :mod:`.options` (option parsing), :mod:`.frames` (raw tables, side-table
 typing, the Dataset build), :mod:`.hashing` (source fingerprints), :mod:`.download`
-(checksummed archive downloads).
+(checksummed archive downloads), :mod:`.grouplens`
+(the GroupLens zip members shared by the MovieLens parsers).
 
 Each loader has a cheap fingerprint function (file bytes or generator parameters plus a
 loader version string) so that :func:`m6bench.runs.loading.load_dataset` can serve the Arrow

@@ -1,4 +1,4 @@
-"""Fetching a data archive: atomically, and kept only when its sha256 is the expected one."""
+"""Fetching a data archive: atomically, and kept only when its checksum is the expected one."""
 
 from __future__ import annotations
 
@@ -9,23 +9,31 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from m6bench.data.loaders.hashing import remember_sha256
+from m6bench.data.loaders.hashing import Checksum, remember_digest
 from m6bench.data.loaders.options import one_line
 from m6bench.errors import DatasetError
 
 
-def checksum_error(variant: str, where: str, expected: str, actual: str) -> DatasetError:
-    """Also raised for a local archive whose digest differs from the sha256 option."""
+def checksum_error(
+    variant: str, where: str, expected: Checksum, actual: str, actual_sha256: str | None = None
+) -> DatasetError:
+    """Also raised for a local archive whose digest differs from the expected one.
+
+    ``actual`` is the file's digest under ``expected.algorithm``; ``actual_sha256`` (when the
+    expected digest is not a sha256) lets the message name the value to pass as the fix.
+    """
+    trusted = actual_sha256 or actual
     return DatasetError(
-        f"The {variant} archive from {where} has sha256 {actual}, but {expected} was expected. "
-        "The file is corrupt, truncated or a different release; nothing was kept. Retry the "
-        "download, or if you trust this file pass --dataset-opt sha256=<its digest>."
+        f"The {variant} archive from {where} has {expected.algorithm} {actual}, but "
+        f"{expected.hexdigest} was expected. The file is corrupt, truncated or a different "
+        "release; nothing was kept. Retry the download, or if you trust this file pass "
+        f"--dataset-opt sha256={trusted}."
     )
 
 
-def download_archive(url: str, target: Path, expected_sha256: str, variant: str,
+def download_archive(url: str, target: Path, expected: Checksum, variant: str,
                      timeout: float) -> Path:
-    """Download ``url`` to ``target`` atomically, verifying its sha256.
+    """Download ``url`` to ``target`` atomically, verifying its checksum.
 
     The bytes go to a temporary file beside the target and are renamed only after the
     checksum matches, so an interrupted or corrupt download never leaves a file that a later
@@ -36,27 +44,30 @@ def download_archive(url: str, target: Path, expected_sha256: str, variant: str,
         dir=target.parent, prefix=f".{variant}.", suffix=".part"
     )
     temporary = Path(temporary_name)
-    digest = hashlib.sha256()
+    # sha256 always (fingerprints of local files use it), plus the pinned algorithm if other.
+    digests = {name: hashlib.new(name) for name in {"sha256", expected.algorithm}}
     try:
         with os.fdopen(handle, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     while chunk := response.read(1 << 20):
-                        digest.update(chunk)
+                        for digest in digests.values():
+                            digest.update(chunk)
                         out.write(chunk)
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 raise DatasetError(
                     f"Downloading {variant} from {url} failed: {one_line(exc)}. Check "
                     "the network and the url option, or pass a local copy with "
-                    "--dataset-opt archive=PATH "
-                    "(or set M6BENCH_DATA_DIR to the RecBole copies)."
+                    f"--dataset-opt archive=PATH (or put {target.name} in the folder "
+                    "M6BENCH_DATA_DIR names)."
                 ) from None
-        actual = digest.hexdigest()
-        if actual != expected_sha256:
-            raise checksum_error(variant, url, expected_sha256, actual)
+        actual = {name: digest.hexdigest() for name, digest in digests.items()}
+        if actual[expected.algorithm] != expected.hexdigest:
+            raise checksum_error(variant, url, expected, actual[expected.algorithm],
+                                 actual["sha256"])
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
-    remember_sha256(target, actual)
+    for name, value in actual.items():
+        remember_digest(target, value, name)
     return target
-

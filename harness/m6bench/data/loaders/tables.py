@@ -1,5 +1,10 @@
 """The ``csv`` loader: a CSV, TSV or Parquet file with a column mapping.
 
+A file without a header row names its columns with the ``names`` option.  The "ratings
+only" files of the Amazon review datasets (e.g. ``ratings_Books.csv``: ``item,user,rating,
+timestamp`` rows, no header) load with ``names=item_id,user_id,rating,timestamp``, which
+the default column mapping then reads as item, user, rating and timestamp.
+
 The column mapping and the feature-table readers are shared with the ``hf`` loader, which
 turns a HuggingFace dataset into the same kind of frame.
 """
@@ -29,7 +34,7 @@ COLUMN_DEFAULTS = {
     "user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp",
     "domain": "domain",
 }
-CSV_DEFAULTS = {"path": None, "sep": None, **COLUMN_DEFAULTS,
+CSV_DEFAULTS = {"path": None, "sep": None, "names": None, **COLUMN_DEFAULTS,
                 "user_features": None, "item_features": None, **COMMON_DEFAULTS}
 
 
@@ -40,18 +45,37 @@ def _separator(path: Path, options: Mapping[str, Any]) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
 
 
+def header_names(options: Mapping[str, Any]) -> list[str] | None:
+    """The ``names`` option: the columns of a file without a header row, comma-separated."""
+    text = optional_text(options, "names")
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if "" in names or len(set(names)) != len(names):
+        raise DatasetError(
+            f"Dataset option names={text!r} must list distinct, non-empty column names "
+            "separated by commas, e.g. --dataset-opt names=item_id,user_id,rating,timestamp."
+        )
+    return names
+
+
 def read_table_file(
-    path: Path, options: Mapping[str, Any], text_columns: list[str]
+    path: Path, options: Mapping[str, Any], text_columns: list[str],
+    names: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet file; ``text_columns`` (ids) are kept as strings."""
+    """Read a CSV/TSV/Parquet file; ``text_columns`` (ids) are kept as strings.
+
+    ``names`` are the columns of a CSV/TSV without a header row (its first row is data).
+    """
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
             sep = _separator(path, options)
-            header = pd.read_csv(path, sep=sep, nrows=0).columns
+            header = names or pd.read_csv(path, sep=sep, nrows=0).columns
             frame = pd.read_csv(
                 path, sep=sep, engine="c" if len(sep) == 1 else "python",
+                header=None if names else "infer", names=names,
                 dtype={c: "str" for c in text_columns if c in header},
                 keep_default_na=False, na_values=[""],
             )
@@ -174,9 +198,10 @@ def load_csv(options: Mapping[str, Any], context: LoadContext) -> Dataset:
         )
     ids = id_columns(options)
 
-    def read(file: Path) -> pd.DataFrame:
+    def read_side(file: Path) -> pd.DataFrame:
         return read_table_file(file, options, ids)
 
-    tables = tables_from_frames(read(path), options, str(path), read)
+    frame = read_table_file(path, options, ids, header_names(options))
+    tables = tables_from_frames(frame, options, str(path), read_side)
     return build_dataset(path.stem, tables, options)
 
