@@ -17,7 +17,7 @@ from m6bench import TrainSet, load_catalog
 from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_classic import EASE, ItemKNN, Popularity, RandomScores
 from m6bench_classic._sparse import rows_times_dense
-from m6bench_classic.factorisation import solve_side_cg, solve_side_exact
+from m6bench_classic.factorisation import ials_loss, solve_side_cg, solve_side_exact
 
 # Users x items; no two items share a column, so similarities have no ties that would make
 # the choice of neighbours ambiguous.
@@ -339,3 +339,17 @@ def test_ml100k_quality_targets_with_defaults(catalog, tmp_path):
     assert low <= ndcg["pop"] <= high, ndcg
     for model, floor in ML100K_FLOORS.items():
         assert ndcg[model] >= floor, (model, ndcg)
+
+
+def test_the_ials_loss_is_the_dense_weighted_objective_summed_by_hand():
+    generator = torch.Generator().manual_seed(3)
+    users, items, dim, alpha, l2 = 5, 7, 3, 2.5, 0.4
+    dense = (torch.rand(users, items, generator=generator) < 0.4).float()
+    x = torch.randn(users, dim, generator=generator)
+    y = torch.randn(items, dim, generator=generator)
+    expected = sum(
+        (1 + alpha * dense[u, i]) * (dense[u, i] - x[u] @ y[i]) ** 2
+        for u in range(users) for i in range(items)
+    ) + l2 * (x.pow(2).sum() + y.pow(2).sum())
+    got = ials_loss(x, y, dense.to_sparse_csr(), alpha, l2)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)

@@ -13,6 +13,7 @@ import time
 
 import optuna
 import pytest
+from requirements_for_tests import skip_unless_required
 
 from m6bench.sweeps.storage import finished_counts, make_storage
 from m6bench_leaderboard import read_ledger
@@ -33,12 +34,14 @@ def _free_port() -> int:
 def postgres_url():
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server here (Debian package postgresql; .ci/run installs it)")
+        skip_unless_required("postgresql", "no PostgreSQL server here (Debian package "
+                             "postgresql; .ci/run installs it)")
     pytest.importorskip("psycopg", reason="psycopg (v3) is not installed (test extras)")
     as_postgres: list[str] = []
     if os.geteuid() == 0:  # the server refuses to run as root
         if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser to drop to the postgres user")
+            skip_unless_required("postgresql",
+                                 "running as root without runuser to drop to the postgres user")
         as_postgres = ["runuser", "-u", "postgres", "--"]
     root = tempfile.mkdtemp(prefix="m6bench-pg-")
     if as_postgres:

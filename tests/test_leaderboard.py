@@ -285,7 +285,9 @@ def test_site_refuses_a_folder_that_is_not_a_site_and_rebuilds_a_site(tmp_path):
     assert not (tmp_path / "site" / "runs" / "stale.html").exists()
 
 
-def test_build_is_a_pure_function_of_the_records(tmp_path):
+def test_build_is_a_pure_function_of_the_records(tmp_path, monkeypatch):
+    # the pages show their build time: SOURCE_DATE_EPOCH fixes it (reproducible builds)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1767225600")
     ledger = _write(tmp_path / "ledger.jsonl", synthetic_records(models=2, seeds=2, users=10))
     build_site(ledger, tmp_path / "a")
     build_site(ledger, tmp_path / "b")
@@ -580,3 +582,19 @@ def test_the_workflow_publishes_what_ci_runs():
     for command in ("m6bench board run leaderboard/board-ci.toml",
                     "m6bench leaderboard build"):
         assert command in ci, f".ci/run does not run {command!r}, the workflow does"
+
+
+def test_human_formatting_of_numbers_statistics_and_metrics():
+    from m6bench_leaderboard import present
+    assert [present.fmt(v) for v in (0.14183789, 1.4425710, 442.9, 12345.6, None)] == [
+        "0.1418", "1.443", "442.9", "12,346", "-"]
+    assert [present.megabytes(v) for v in (705.9, 2048.0, 0.31)] == ["706 MB", "2.00 GB", "0.31 MB"]
+    stats = {"rating_mean": 3.5298, "users": 943, "density": 0.0630467, "items": 1682,
+             "interactions": 100000}
+    assert present.statistics(stats) == [("users", "943"), ("items", "1,682"), (
+        "interactions", "100,000"), ("density", "6.30%"), ("rating mean", "3.53")]
+    groups = present.metric_groups({"recall@5": 1, "ndcg@10": 2, "ndcg@5": 3, "gini@10": 4,
+                                    "rmse": 5}, {}, {"gini@10": "min"})
+    assert [(g["family"], g["ks"], [r["name"] for r in g["rows"]]) for g in groups] == [
+        ("ranking@k", [5, 10], ["ndcg", "recall"]), ("rating", [None], ["rmse"]),
+        ("coverage / diversity", [10], ["gini"])] and groups[2]["rows"][0]["lower"]

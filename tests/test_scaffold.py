@@ -149,7 +149,9 @@ def _run(command: list[str], *, timeout: float, **kwargs) -> subprocess.Complete
 
 @pytest.mark.slow
 def test_scaffold_installs_into_a_fresh_venv_and_runs(tmp_path):
-    """The acceptance path: new-plugin, a fresh venv, pip install -e (project, scaffold),
+    """The acceptance path as an outside author meets it: m6bench's sdist built with
+    ``python -m build`` and its wheel built from that sdist (so the sdist is complete),
+    the wheel installed into a fresh venv, then new-plugin, pip install -e (scaffold),
     m6bench plugins, m6bench run --plugin NAME on the synthetic default, the scaffold's
     own tests: all green.  Minutes: pip installs every dependency into the new venv."""
     venv = tmp_path / "venv"
@@ -166,7 +168,17 @@ def test_scaffold_installs_into_a_fresh_venv_and_runs(tmp_path):
     pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet"]
     # torch first, from the CPU build, so no CUDA wheel is pulled (as tox.ini does)
     _run([*pip, "torch==2.13.0"], timeout=1200, env=env)
-    _run([*pip, "-e", str(REPO)], timeout=1200, env=env)
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(REPO)], timeout=900,
+         env=env)
+    wheels = sorted(dist.glob("m6bench-*.whl"))
+    assert len(wheels) == 1 and len(list(dist.glob("m6bench-*.tar.gz"))) == 1, wheels
+    _run([*pip, str(wheels[0])], timeout=1200, env=env)
+    where = _run([str(bin_dir / "python"), "-c",
+                  "import m6bench, m6bench_classic, m6bench_leaderboard as b; "
+                  "print(m6bench.__file__); print(b.__file__)"],
+                 timeout=300, env=env, cwd=tmp_path)
+    assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
 
     made = _run([str(bin_dir / "m6bench"), "new-plugin", "venv-check", "--dir",
                  str(tmp_path / "venv-check")], timeout=300, env=env, cwd=tmp_path)

@@ -14,20 +14,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from requirements_for_tests import playwright_and_chromium
 
 from m6bench_leaderboard import append_record, build_site
 from m6bench_leaderboard.testing import make_record, synthetic_records
 
-CHROMIUM = os.environ.get("M6BENCH_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 XSS = "<script>alert(1)</script>"
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api",
-    reason="Playwright's Python package is missing: pip install -e '.[test]'")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium "
-                "chromium-driver (or set M6BENCH_CHROMIUM)", allow_module_level=True)
+sync_api, CHROMIUM = playwright_and_chromium()
 
 
 @pytest.fixture(scope="module")

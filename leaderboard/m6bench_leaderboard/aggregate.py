@@ -1,21 +1,15 @@
 """From ledger records to leaderboard rows: finals per (benchmark, model), statistics.
 
 Everything here is a pure function of the records (and an optional board spec):
-
-* :func:`mean_ci` is the mean and the half-width of its 95% confidence interval over the
-  final seeds (Student's t with n - 1 degrees of freedom);
-* :func:`paired_values` pairs two models' per-user test values by (seed, user id), and
-  :func:`paired_pvalue` tests them (Wilcoxon signed-rank, or a paired t-test);
-* :func:`holm` is Holm's step-down correction (Holm, Scand. J. Statist. 1979) across the
-  models compared with the best one;
-* :func:`build_leaderboard` assembles the JSON-ready structure the site, ``results.json``
-  and ``m6bench leaderboard show`` all render.
+:func:`build_leaderboard` assembles the JSON-ready structure the site, ``results.json``
+and ``m6bench leaderboard show`` all render; the statistics it uses live in
+:mod:`m6bench_leaderboard.stats`, the deployment view in
+:mod:`m6bench_leaderboard.deployment`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 from collections import defaultdict
@@ -23,143 +17,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
 from m6bench_leaderboard.board import DEFAULT_METRICS, BoardSpec
+from m6bench_leaderboard.deployment import KINDS as DEPLOYMENT_KINDS
+from m6bench_leaderboard.deployment import deployment_view, quality_metric
 from m6bench_leaderboard.directions import lower_is_better, merged_directions
+from m6bench_leaderboard.fields import mean as _mean
+from m6bench_leaderboard.fields import number as _number
+from m6bench_leaderboard.fields import text as _text
+from m6bench_leaderboard.fields import when as _when
 from m6bench_leaderboard.schema import code_key
+from m6bench_leaderboard.stats import (  # noqa: F401 - re-exported: the package's public API
+    holm,
+    mean_ci,
+    paired_pvalue,
+    paired_values,
+    pareto_front,
+    per_user_table,
+    significance,
+)
 
 RESULTS_VERSION = 1
 # a run id or other name safe to use as a file name as it is
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 
 
-# ========================================================================= statistics
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None,
-                                                                        float | None]:
-    """Mean and the half-width of its ``confidence`` interval (t distribution, n - 1 df).
-
-    One value has no interval (``None``); no values give ``(None, None)``.
-    """
-    data = np.asarray([v for v in values if v is not None], dtype=float)
-    if data.size == 0:
-        return None, None
-    mean = float(data.mean())
-    if data.size < 2:
-        return mean, None
-    sem = float(data.std(ddof=1)) / math.sqrt(data.size)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=data.size - 1)) * sem
-    return mean, half
-
-
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order.
-
-    Sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j)); a
-    hypothesis is rejected at family-wise level alpha when its adjusted p is <= alpha.
-    """
-    m = len(pvalues)
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[index]))
-        adjusted[index] = running
-    return adjusted
-
-
-def _user_keys(record: Mapping[str, Any], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-    per_user = record.get("per_user")
-    if not isinstance(per_user, Mapping):
-        return None
-    users, values = per_user.get("users"), per_user.get(metric)
-    if not isinstance(users, list) or not isinstance(values, list) or len(users) != len(values):
-        return None
-    try:
-        user_ids = np.asarray(users, dtype=np.int64)
-        data = np.asarray([np.nan if v is None else v for v in values], dtype=float)
-    except (TypeError, ValueError):
-        return None
-    seed = int(record.get("seed", 0))
-    return (np.int64(seed) << np.int64(32)) + user_ids, data
-
-
-def per_user_table(records: Sequence[Mapping[str, Any]],
-                   metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Keys ((seed << 32) + user id), sorted, and values of ``metric`` over the records.
-
-    ``None`` when a record has no per-user values of the metric.
-    """
-    keys, values = [], []
-    for record in records:
-        table = _user_keys(record, metric)
-        if table is None:
-            return None
-        keys.append(table[0])
-        values.append(table[1])
-    if not keys:
-        return None
-    all_keys, all_values = np.concatenate(keys), np.concatenate(values)
-    order = np.argsort(all_keys, kind="stable")
-    all_keys, all_values = all_keys[order], all_values[order]
-    unique = np.ones(all_keys.size, dtype=bool)
-    unique[1:] = all_keys[1:] != all_keys[:-1]
-    return all_keys[unique], all_values[unique]
-
-
-def paired_values(a: tuple[np.ndarray, np.ndarray],
-                  b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The values of two per-user tables at the (seed, user) keys both have (not NaN)."""
-    _, ia, ib = np.intersect1d(a[0], b[0], assume_unique=True, return_indices=True)
-    x, y = a[1][ia], b[1][ib]
-    keep = ~(np.isnan(x) | np.isnan(y))
-    return x[keep], y[keep]
-
-
-def paired_pvalue(x: np.ndarray, y: np.ndarray, test: str = "wilcoxon") -> float | None:
-    """Two-sided p-value of a paired test of x against y (``None``: fewer than 2 pairs).
-
-    Identical samples give 1.0.  ``wilcoxon`` is scipy's signed-rank test (zero
-    differences dropped); ``ttest`` is scipy's paired t-test.
-    """
-    if x.size < 2:
-        return None
-    diff = x - y
-    if not np.any(diff):
-        return 1.0
-    if test == "wilcoxon":
-        result = stats.wilcoxon(x, y)
-    elif test == "ttest":
-        if np.all(diff == diff[0]):  # no variance: a constant shift is certain
-            return 0.0
-        result = stats.ttest_rel(x, y)
-    else:
-        raise ValueError(f"unknown paired test {test!r}; use wilcoxon or ttest")
-    p = float(result.pvalue)
-    return p if math.isfinite(p) else None
-
-
 # ======================================================================== leaderboard
-def _text(value: Any, default: str = "") -> str:
-    return value if isinstance(value, str) else default
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _mean(values: Iterable[Any]) -> float | None:
-    numbers = [v for v in (_number(x) for x in values) if v is not None]
-    return sum(numbers) / len(numbers) if numbers else None
-
-
-def _when(record: Mapping[str, Any]) -> str:
-    return _text(record.get("ended_at")) or _text(record.get("started_at"))
-
-
 def safe_name(text: str) -> str:
     """``text`` itself when it is a safe file name, else a slug plus a short hash."""
     if SAFE_NAME.match(text):
@@ -241,18 +123,6 @@ def _default_metrics(spec: Mapping[str, Any], available: set[str]) -> list[str]:
     return chosen or sorted(available)[:4]
 
 
-def _pareto(points: Sequence[tuple[float, float]]) -> list[bool]:
-    """Which (cost, quality) points no other point beats on both (lower cost, higher q)."""
-    flags = []
-    for i, (cost, quality) in enumerate(points):
-        dominated = any(
-            c <= cost and q >= quality and (c < cost or q > quality)
-            for j, (c, q) in enumerate(points) if j != i
-        )
-        flags.append(not dominated)
-    return flags
-
-
 def _sweep_history(trials: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:
     history = []
     for record in sorted(trials, key=lambda r: ((r.get("sweep") or {}).get("trial", 0) or 0,
@@ -309,6 +179,8 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
         "distribution": _text(plugin.get("distribution")),
         "plugin_version": _text(plugin.get("version")),
         "model": _text(first.get("model")),
+        # the model's paper, when the harness records it (``model_info.paper``)
+        "paper": _text((first.get("model_info") or {}).get("paper")) or None,
         "code": list(code_key(first)),
         "stale": False,
         "status": "ok",
@@ -351,45 +223,6 @@ def _failed_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[str, Any]]],
-                  metric: str, low: bool, test: str, alpha: float) -> dict[str, Any] | None:
-    """Mark, per metric, the best row and the rows not significantly worse than it
-    (``low``: lower values of ``metric`` are better)."""
-    scored = [i for i, row in enumerate(rows) if row["metrics"][metric]["mean"] is not None]
-    if not scored:
-        return None
-    best = sorted(scored, key=lambda i: (rows[i]["metrics"][metric]["mean"] * (1 if low else -1),
-                                         rows[i]["plugin"], rows[i]["model"]))[0]
-    best_table = per_user_table(finals[best], metric)
-    others = [i for i in scored if i != best]
-    raw: dict[int, float] = {}
-    pairs: dict[int, int] = {}
-    if best_table is not None:
-        for i in others:
-            table = per_user_table(finals[i], metric)
-            if table is None:
-                continue
-            x, y = paired_values(best_table, table)
-            p = paired_pvalue(x, y, test)
-            pairs[i] = int(x.size)
-            if p is not None:
-                raw[i] = p
-    tested = sorted(raw)
-    adjusted = dict(zip(tested, holm([raw[i] for i in tested])))
-    for i in scored:
-        entry: dict[str, Any] = {"best": i == best, "p": raw.get(i), "p_holm": adjusted.get(i),
-                                 "pairs": pairs.get(i)}
-        if i == best:
-            entry["tied_with_best"] = True
-        elif i in adjusted:
-            entry["tied_with_best"] = adjusted[i] > alpha
-        else:
-            entry["tied_with_best"] = None  # no per-user values to test
-        rows[i]["significance"][metric] = entry
-    return {"metric": metric, "best": f"{rows[best]['plugin']}/{rows[best]['model']}",
-            "compared": len(tested)}
-
-
 @dataclass
 class _Collected:
     """The records of a ledger sorted for the board: ok finals by benchmark and version,
@@ -402,7 +235,13 @@ class _Collected:
     trials_by_sweep: dict[str, list[Mapping[str, Any]]] = field(
         default_factory=lambda: defaultdict(list))
     counts: dict[str, int] = field(default_factory=lambda: {
-        "records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0, "other_code": 0})
+        "records": 0, "finals": 0, "trials": 0, "runs": 0, "failed": 0, "other_code": 0,
+        "variants": 0, "load_tests": 0})
+    # variant and serving records by benchmark name (the deployment view, never ranked)
+    deployed: dict[str, list[Mapping[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list))
+    # ok runs and finals by run id: the base runs variant and serving records name
+    by_run_id: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     newest: dict[str, tuple[str, tuple[str | None, str | None]]] = field(default_factory=dict)
 
 
@@ -433,8 +272,13 @@ def _collect(records: Iterable[Mapping[str, Any]], board: BoardSpec | None,
             counts["finals"] += 1
             if record["status"] == "ok":
                 found.finals_by_bench[name][_text(benchmark.get("version"))].append(record)
+        elif kind in DEPLOYMENT_KINDS:
+            counts["variants" if kind == "variant" else "load_tests"] += 1
+            found.deployed[name].append(record)
         else:
             counts["runs"] += 1
+        if kind in ("run", "final") and record["status"] == "ok":
+            found.by_run_id[str(record["run_id"])] = record
         if record["status"] == "failed" and kind in ("trial", "final"):
             counts["failed"] += 1
             found.failures[(name, plugin, _text(record.get("model")))].append(record)
@@ -535,7 +379,7 @@ def _benchmark_view(name: str, found: _Collected, board: BoardSpec | None,
     failed_rows = [_failed_row(found.failures[key]) for key in sorted(found.failures)
                    if key[0] == name and key[1:] not in ok_models]
     lower = {m: lower_is_better(m, directions) for m in metrics}
-    tests = [t for t in (_significance(rows, row_finals, m, lower[m], test, alpha)
+    tests = [t for t in (significance(rows, row_finals, m, lower[m], test, alpha)
                          for m in metrics) if t is not None]
     primary = metrics[0] if metrics else None
     _rank(rows, primary, lower)
@@ -543,6 +387,9 @@ def _benchmark_view(name: str, found: _Collected, board: BoardSpec | None,
         row["pareto"] = flag
     rows.sort(key=lambda r: (r["rank"] is None, r["rank"] or 0, r["plugin"], r["model"]))
     first = finals[-1] if finals else {}
+    deployed = [r for r in found.deployed.get(name, [])
+                if _text((r.get("benchmark") or {}).get("version")) == version]
+    quality = quality_metric(available, primary)
     return {
         "name": name,
         "file": safe_name(name),
@@ -562,6 +409,8 @@ def _benchmark_view(name: str, found: _Collected, board: BoardSpec | None,
                          "tests": tests},
         "rows": rows,
         "failed": failed_rows,
+        "deployment": deployment_view(deployed, found.by_run_id, metric=quality,
+                                      lower_is_better=lower_is_better(quality, directions)),
     }
 
 
@@ -586,7 +435,7 @@ def _pareto_points(rows: Sequence[dict[str, Any]], metric: str | None,
     sign = -1.0 if lower[metric] else 1.0
     usable = [i for i, r in enumerate(rows)
               if r["train_seconds"] is not None and r["metrics"][metric]["mean"] is not None]
-    flags = _pareto([(rows[i]["train_seconds"], sign * rows[i]["metrics"][metric]["mean"])
+    flags = pareto_front([(rows[i]["train_seconds"], sign * rows[i]["metrics"][metric]["mean"])
                      for i in usable])
     out = [False] * len(rows)
     for i, flag in zip(usable, flags):

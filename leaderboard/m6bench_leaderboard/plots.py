@@ -122,14 +122,16 @@ def _empty(title: str, message: str) -> Markup:
 
 
 def pareto_plot(points: Sequence[Mapping[str, Any]], *, x_label: str, y_label: str,
-                title: str, lower_is_better: bool = False) -> Markup:
+                title: str, lower_is_better: bool = False, unit: str = "s",
+                empty: str = "no models with both a training time and a score") -> Markup:
     """Quality against cost, one dot per model; the Pareto front is joined and marked.
 
-    ``points``: dicts with ``label``, ``x`` (cost, > 0), ``y`` (quality), ``pareto``.
+    ``points``: dicts with ``label``, ``x`` (cost, > 0, in ``unit``), ``y`` (quality),
+    ``pareto``.  ``empty`` is the message drawn when no point has both values.
     """
     usable = [p for p in points if p.get("x") is not None and p.get("y") is not None]
     if not usable:
-        return _empty(title, "no models with both a training time and a score")
+        return _empty(title, empty)
     xs = [max(float(p["x"]), MIN_COST) for p in usable]
     log = min(xs) > 0 and max(xs) / min(xs) > 20
     x = _Axis(xs, LEFT, WIDTH - RIGHT, log=log)
@@ -148,7 +150,8 @@ def pareto_plot(points: Sequence[Mapping[str, Any]], *, x_label: str, y_label: s
         tx, anchor = (px - 8, "end") if right else (px + 8, "start")
         parts.append(f'<g class="point"><circle class="{css}" cx="{px:.1f}" cy="{py:.1f}" '
                      f'r="{6 if point.get("pareto") else 4.5}"><title>{label}: '
-                     f'{escape(_fmt(float(point["y"])))} in {escape(_fmt(float(point["x"])))}s'
+                     f'{escape(_fmt(float(point["y"])))} at '
+                     f'{escape(_fmt(float(point["x"])))} {escape(unit)}'
                      f'</title></circle><text class="dot-label" x="{tx:.1f}" y="{py - 6:.1f}" '
                      f'text-anchor="{anchor}">{label}</text></g>')
     return _svg(parts, title, "plot-pareto")

@@ -26,7 +26,8 @@ class RunRecord(TypedDict, total=False):
     run_id: str  # unique id (uuid4 hex)
     status: str  # "ok" | "failed" | "pruned"
     error: str | None  # "ExceptionType: message" when status is failed
-    kind: str  # "run" | "trial" | "final"
+    kind: str  # "run" | "trial" | "final" | "variant" (a compressed copy of a run's model)
+    #            | "serving"; variant and serving records never enter the accuracy tables
     sweep_id: str | None  # the sweep a trial or final run belongs to
     sweep: dict[str, Any]  # id (study name), trial number, budget (trials, timeout_s, sampler,
     #                        sampler_seed, pruner), best_valid for finals
@@ -36,6 +37,7 @@ class RunRecord(TypedDict, total=False):
     cut: dict[str, Any]  # protocol, fingerprint, sizes of train/valid/test
     plugin: dict[str, Any]  # name, distribution, version
     model: str  # model name within the plugin
+    model_info: dict[str, Any]  # paper, description: from the model's registered ModelSpec
     config: dict[str, Any]  # fully resolved configuration
     config_hash: str  # sha256 prefix of the sorted config JSON
     seed: int
@@ -62,6 +64,19 @@ class RunRecord(TypedDict, total=False):
     reproduces: str  # on a reproduction run: the run_id it re-ran
     reuses: str  # on a final that is its sweep's best trial run (same config, seed): its run_id
     board: dict[str, Any]  # on a board's failure record: board name and source file
+    artifact: dict[str, Any]  # the saved model (run --save, sweep finals, variants): path
+    #                           (relative to the ledger's directory), sha256 of its
+    #                           model.safetensors, bytes
+    variant: dict[str, Any]  # on kind "variant": name, method, options, base_run_id,
+    #                          size_bytes, base_size_bytes, largest_tensor_bytes,
+    #                          base_largest_tensor_bytes, delta {metric: variant - base} (test)
+    serving: dict[str, Any]  # on kind "serving" (a load test of a served run): base_run_id,
+    #                          variant (None = full model), backend ("torch" | "onnx"),
+    #                          concurrency, duration_s, requests, errors, rps, latency_ms
+    #                          {p50, p95, p99}, max_batch, batch_wait_ms; hardware is the
+    #                          serving machine's, not the base run's
+    allow_code_change: list[str]  # on a record derived from a model loaded despite a code
+    #                               difference: each difference
     started_at: str  # ISO 8601 UTC
     ended_at: str  # ISO 8601 UTC
 

@@ -55,6 +55,26 @@ def _table(bench: Mapping[str, Any], tablefmt: str) -> str:
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
+def _number(value: Any, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _deployment_table(bench: Mapping[str, Any], tablefmt: str) -> str:
+    view = bench["deployment"]
+    metric = view["metric"]
+    headers = ["model", "seed", "variant", "size MB", metric, f"change {metric}", "p50 ms",
+               "p99 ms", "req/s", "backend", "pareto"]
+    rows = [[row["label"], row["seed"], row["variant"], _number(row["size_mb"], 2),
+             _number(row["quality"], 4),
+             "-" if row["delta"] is None else f"{row['delta']:+.4f}",
+             _number(row["p50_ms"], 1), _number(row["p99_ms"], 1), _number(row["rps"], 1),
+             row["backend"] or "-", "yes" if row["pareto"] else ""]
+            for row in view["rows"]]
+    clean = _markdown if tablefmt == "github" else _plain
+    rows = [[clean(str(value)) for value in row] for row in rows]
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
 def _plain(text: str) -> str:
     """A cell for a terminal: control characters (escape sequences, newlines) removed."""
     return "".join(c if c.isprintable() else " " for c in text)
@@ -86,11 +106,14 @@ def _title(bench: Mapping[str, Any]) -> str:
             + (f"; {size}" if size else "") + ")")
 
 
-def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None = None) -> str:
+def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None = None,
+           deployment: bool = False) -> str:
     """The leaderboard ``data`` (from :func:`build_leaderboard`) as text.
 
     ``table`` is for terminals, ``markdown`` for READMEs and pull requests (GitHub tables),
     ``json`` the same structure as ``results.json`` without the per-run details.
+    ``deployment`` shows each benchmark's deployment view (variants and load tests)
+    instead of its accuracy table.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -105,6 +128,8 @@ def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None
                                                  else "") +
                 ". Run `m6bench board run leaderboard/board.toml` or `m6bench sweep` first.")
     tablefmt = "github" if fmt == "markdown" else "simple"
+    if deployment:
+        return _render_deployment(benches, tablefmt)
     parts = []
     for bench in benches:
         sig = bench["significance"]
@@ -116,4 +141,20 @@ def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None
                          f"_{note}_")
         else:
             parts.append(f"{_plain(_title(bench))}\n{_table(bench, tablefmt)}\n{note}")
+    return "\n\n".join(parts)
+
+
+def _render_deployment(benches: list[Mapping[str, Any]], tablefmt: str) -> str:
+    parts = []
+    for bench in benches:
+        title = _title(bench)
+        if not bench["deployment"]["rows"]:
+            parts.append(f"{title}: no variant or serving records yet (`m6bench compress`, "
+                         "`m6bench loadtest`).")
+            continue
+        table = _deployment_table(bench, tablefmt)
+        note = ("pareto: no other row has both a lower p99 latency and a better "
+                f"{bench['deployment']['metric']}")
+        parts.append(f"## {_markdown(title)}\n\n{table}\n\n_{note}_" if tablefmt == "github"
+                     else f"{_plain(title)}\n{table}\n{note}")
     return "\n\n".join(parts)

@@ -17,10 +17,10 @@ dataset is shown as text and cannot run.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import shutil
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from m6bench_leaderboard import present
 from m6bench_leaderboard.aggregate import build_leaderboard
 from m6bench_leaderboard.board import BoardSpec
 from m6bench_leaderboard.plots import history_plot, line_plot, pareto_plot
@@ -57,74 +58,6 @@ class SiteReport:
 
 
 # ============================================================================ filters
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "-"
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return _fmt(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
-    return str(value)
-
-
-def _pm(cell: Mapping[str, Any]) -> str:
-    mean, half = cell.get("mean"), cell.get("ci95")
-    if mean is None:
-        return "-"
-    return f"{mean:.4f}" if half is None else f"{mean:.4f} ± {half:.4f}"
-
-
-def _seconds(value: Any) -> str:
-    if value is None:
-        return "-"
-    value = float(value)
-    if value >= 3600:
-        return f"{value / 3600:.1f} h"
-    if value >= 100:
-        return f"{value / 60:.1f} min"
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _pretty(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, default=str)
-
-
-def _shell(value: Any) -> str:
-    if isinstance(value, list):
-        return " ".join(shlex.quote(str(v)) for v in value)
-    return "" if value is None else str(value)
-
-
-def _budget_title(budget: Mapping[str, Any]) -> str:
-    parts = [f"{k}={budget[k]}" for k in ("trials", "timeout_s", "pruner", "sampler_seed")
-             if budget.get(k) is not None]
-    parts.append(f"ok {budget.get('trials_ok')}, pruned {budget.get('trials_pruned')}, "
-                 f"failed {budget.get('trials_failed')}")
-    if budget.get("best_valid") is not None:
-        parts.append(f"best valid {budget['best_valid']:.4f}")
-    return "; ".join(parts)
-
-
 def _marker(row: Mapping[str, Any], metric: str) -> Markup:
     entry = (row.get("significance") or {}).get(metric)
     if not entry:
@@ -146,9 +79,8 @@ def environment() -> Environment:
     """The Jinja2 environment of the site: autoescape on for every template."""
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(fmt=_fmt, number=_number, pm=_pm, seconds=_seconds, compact=_compact,
-                       pretty=_pretty, shell=_shell, budget_title=_budget_title)
-    env.globals["marker"] = _marker
+    env.filters.update(present.filters())
+    env.globals.update(marker=_marker, metric_groups=present.metric_groups)
     return env
 
 
@@ -187,7 +119,45 @@ def _pareto_markup(bench: Mapping[str, Any]) -> Markup:
                        lower_is_better=bench["lower_is_better"].get(metric, False))
 
 
+def _deployment_markup(bench: Mapping[str, Any]) -> Markup:
+    view = bench["deployment"]
+    metric = view["metric"]
+    points = [{"label": f"{row['model']} {row['variant']}"
+                        + (f" ({row['backend']})" if row["backend"] else ""),
+               "x": row["p99_ms"], "y": row["quality"], "pareto": row["pareto"]}
+              for row in view["rows"]]
+    return pareto_plot(points, x_label="p99 latency (ms)", y_label=f"test {metric}",
+                       title=f"{bench['name']}: test {metric} against p99 serving latency",
+                       lower_is_better=view["lower_is_better"], unit="ms",
+                       empty="no model with both a load test and a test score")
+
+
 # ============================================================================== build
+def built_at() -> str:
+    """The build time, to the minute; ``SOURCE_DATE_EPOCH`` (the reproducible-builds
+    convention) fixes it, so two builds of the same records are byte-identical."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    stamp = float(epoch) if epoch and epoch.strip().isdigit() else time.time()
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+
+
+def _build_info(runs: Iterable[Mapping[str, Any]], board: BoardSpec | None,
+                when: str) -> dict[str, Any]:
+    """What a page's numbers came from: the build time, the code, hardware and software of
+    its runs, the newest run, the board file and the commands that rebuild it all."""
+    runs = list(runs)
+    info: dict[str, Any] = {"built_at": when, **present.provenance(runs),
+                            "newest_run": max((str(r.get("ended_at") or "") for r in runs),
+                                              default="") or None,
+                            "board_file": board.source if board else None, "commands": []}
+    if board is not None and board.source:
+        source = shlex.quote(str(board.source))
+        info["commands"] = [f"m6bench board run {source} --ledger ledger.jsonl",
+                            f"m6bench leaderboard build --ledger ledger.jsonl --board "
+                            f"{source} --out site"]
+    return info
+
+
 def _prepare(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise SiteError(f"--out {out} is a file; pass a folder for the site.")
@@ -207,6 +177,38 @@ def _prepare(out: Path) -> None:
 
 def _dump_line(record: Mapping[str, Any]) -> str:
     return json.dumps(dict(record), separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+def _write_run_pages(out: Path, env: Environment, data: Mapping[str, Any],
+                     records: list[Mapping[str, Any]], lines: Mapping[str, bytes],
+                     page_of_run: Mapping[str, str],
+                     seeds_of_run: Mapping[str, list[tuple[Any, str]]],
+                     common: Mapping[str, Any]) -> None:
+    """One page per run, and its exact ledger line (a one-record ledger to reproduce it)."""
+    by_id = {r["run_id"]: r for r in records if r["run_id"] in data["runs"]}
+    run_template = env.get_template("run.html")
+    histories: dict[str, Markup] = {}  # one plot per sweep, shared by its final runs
+    for run_id, run in data["runs"].items():
+        sweep = data["sweeps"].get(str(run.get("sweep_id"))) if run.get("sweep_id") else None
+        loss, valid = _curve_plots(run)
+        history = Markup("")
+        if sweep:
+            key = str(sweep["id"])
+            if key not in histories:
+                histories[key] = history_plot(sweep["trials"], metric=sweep["metric"],
+                                              maximize=sweep["direction"] == "maximize",
+                                              title=f"sweep {sweep['id']}")
+            history = histories[key]
+        others = [(seed, file) for seed, file in seeds_of_run.get(run_id, [])
+                  if file != run["file"]]
+        (out / "runs" / f"{run['file']}.html").write_text(
+            run_template.render(root="../", run=run, sweep=sweep, loss_plot=loss,
+                                valid_plot=valid, history_plot=history,
+                                bench_page=page_of_run.get(run_id), other_seeds=others,
+                                **common), encoding="utf-8")
+        # the run's exact ledger line: a one-record ledger for `m6bench reproduce`
+        line = lines.get(run_id) or _dump_line(by_id[run_id]).encode()
+        (out / "runs" / f"{run['file']}.jsonl").write_bytes(line + b"\n")
 
 
 def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str], *,
@@ -237,48 +239,31 @@ def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str
 
     env = environment()
     title = board.title if board else "m6bench leaderboard"
+    when = built_at()
     common = {"site_title": title, "benchmarks": data["benchmarks"], "source": data["source"],
               "board": data["board"]}
-    (out / "index.html").write_text(
-        env.get_template("index.html").render(root="", **common), encoding="utf-8")
+    (out / "index.html").write_text(env.get_template("index.html").render(
+        root="", build=_build_info(data["runs"].values(), board, when), **common),
+        encoding="utf-8")
 
     page_of_run: dict[str, str] = {}
     seeds_of_run: dict[str, list[tuple[Any, str]]] = {}
     bench_template = env.get_template("benchmark.html")
     for bench in data["benchmarks"]:
         (out / "benchmarks" / f"{bench['file']}.html").write_text(
-            bench_template.render(root="../", bench=bench, pareto=_pareto_markup(bench),
-                                  **common), encoding="utf-8")
+            bench_template.render(
+                root="../", bench=bench, pareto=_pareto_markup(bench),
+                deployment=_deployment_markup(bench), run_pages=data["runs"],
+                build=_build_info((data["runs"][i] for row in bench["rows"]
+                                   for i in row["runs"]), board, when), **common),
+            encoding="utf-8")
         for row in bench["rows"]:
             pairs = list(zip(row["seeds"], row["run_files"]))
             for run_id in row["runs"]:
                 page_of_run[run_id] = bench["file"]
                 seeds_of_run[run_id] = pairs
 
-    by_id = {r["run_id"]: r for r in records if r["run_id"] in data["runs"]}
-    run_template = env.get_template("run.html")
-    histories: dict[str, Markup] = {}  # one plot per sweep, shared by its final runs
-    for run_id, run in data["runs"].items():
-        sweep = data["sweeps"].get(str(run.get("sweep_id"))) if run.get("sweep_id") else None
-        loss, valid = _curve_plots(run)
-        history = Markup("")
-        if sweep:
-            key = str(sweep["id"])
-            if key not in histories:
-                histories[key] = history_plot(sweep["trials"], metric=sweep["metric"],
-                                              maximize=sweep["direction"] == "maximize",
-                                              title=f"sweep {sweep['id']}")
-            history = histories[key]
-        others = [(seed, file) for seed, file in seeds_of_run.get(run_id, [])
-                  if file != run["file"]]
-        (out / "runs" / f"{run['file']}.html").write_text(
-            run_template.render(root="../", run=run, sweep=sweep, loss_plot=loss,
-                                valid_plot=valid, history_plot=history,
-                                bench_page=page_of_run.get(run_id), other_seeds=others,
-                                **common), encoding="utf-8")
-        # the run's exact ledger line: a one-record ledger for `m6bench reproduce`
-        line = lines.get(run_id) or _dump_line(by_id[run_id]).encode()
-        (out / "runs" / f"{run['file']}.jsonl").write_bytes(line + b"\n")
+    _write_run_pages(out, env, data, records, lines, page_of_run, seeds_of_run, common)
     (out / "results.json").write_text(  # compact: the C encoder, fast for big ledgers
         json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                    allow_nan=False, default=str) + "\n", encoding="utf-8")

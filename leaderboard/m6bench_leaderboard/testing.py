@@ -141,3 +141,99 @@ def synthetic_records(*, benchmarks: int = 1, models: int = 4, seeds: int = 3,
                     valid={"ndcg@10": test["ndcg@10"]}, per_user=per_user, budget=budget,
                     train_seconds=(1.0 + m) * (1.0 + 0.05 * seed)))
     return records
+
+
+# ========================================================================= deployment
+def make_variant_record(base: Mapping[str, Any], *, name: str, test: Mapping[str, float],
+                        size_bytes: int, base_size_bytes: int, method: str | None = None,
+                        run_id: str | None = None, minute: int = 0,
+                        options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``kind: "variant"`` record of the shared deployment contract: a compressed copy of
+    the run ``base``, with its own test metrics and ``delta`` (variant - base) per metric."""
+    base_test = (base.get("metrics") or {}).get("test") or {}
+    record = {key: base[key] for key in ("benchmark", "dataset", "cut", "plugin", "model",
+                                         "config", "seed", "code", "hardware", "software",
+                                         "metric_directions") if key in base}
+    stamp = f"2026-01-02T{minute // 60 % 24:02d}:{minute % 60:02d}:00+00:00"
+    record.update({
+        "schema_version": SCHEMA_VERSION, "run_id": run_id or uuid.uuid4().hex,
+        "status": "ok", "kind": "variant", "metrics": {"test": dict(test)},
+        "variant": {"name": name, "method": method or name, "options": dict(options or {}),
+                    "base_run_id": base["run_id"], "size_bytes": size_bytes,
+                    "base_size_bytes": base_size_bytes,
+                    "largest_tensor_bytes": size_bytes // 2,
+                    "base_largest_tensor_bytes": base_size_bytes // 2,
+                    "delta": {k: v - base_test[k] for k, v in test.items() if k in base_test}},
+        "started_at": stamp, "ended_at": stamp})
+    return record
+
+
+def make_serving_record(base: Mapping[str, Any], *, p99: float, rps: float,
+                        variant: str | None = None, backend: str = "torch", p50: float = 1.0,
+                        p95: float | None = None, concurrency: int = 8,
+                        run_id: str | None = None, minute: int = 0) -> dict[str, Any]:
+    """A ``kind: "serving"`` record of the shared deployment contract: a load test of the run
+    ``base`` (or of its variant ``variant``) served by ``backend``."""
+    record = {key: base[key] for key in ("benchmark", "plugin", "model", "config", "seed",
+                                         "code", "hardware", "software") if key in base}
+    stamp = f"2026-01-03T{minute // 60 % 24:02d}:{minute % 60:02d}:00+00:00"
+    requests = int(rps * 30)
+    record.update({
+        "schema_version": SCHEMA_VERSION, "run_id": run_id or uuid.uuid4().hex,
+        "status": "ok", "kind": "serving", "metrics": {},
+        "serving": {"base_run_id": base["run_id"], "variant": variant, "backend": backend,
+                    "concurrency": concurrency, "duration_s": 30.0, "requests": requests,
+                    "errors": 0, "rps": rps,
+                    "latency_ms": {"p50": p50, "p95": p95 if p95 is not None else p99,
+                                   "p99": p99},
+                    "max_batch": 64, "batch_wait_ms": 2.0},
+        "started_at": stamp, "ended_at": stamp})
+    return record
+
+
+def deployment_scenario(benchmark: str = "bench-0") -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """Two final runs (``ease-0``: test ndcg@10 0.30, a 10 MB artifact; ``bpr-0``: 0.20) and
+    their variant and serving records, with round numbers a test can check by hand:
+
+    ======  =======  =====  =======  =======  =======  =====
+    model   variant  MB     ndcg@10  p99 ms   req/s    backend
+    ======  =======  =====  =======  =======  =======  =====
+    ease    full     10     0.30     20       400      torch
+    ease    fp16     5      0.30     12       700      onnx
+    ease    int8     2.5    0.29     8        900      torch
+    bpr     full     4      0.20     5        1500     torch
+    bpr     int8     1      0.19     6        1400     torch
+    bpr     prune50  2      0.15     (no load test)
+    ======  =======  =====  =======  =======  =======  =====
+
+    Returns (the two runs, the deployment records).
+    """
+    directions = {"ndcg@10": "max", "recall@10": "max"}
+    ease = make_record(benchmark=benchmark, plugin="classic", model="ease", run_id="ease-0",
+                       test={"ndcg@10": 0.30, "recall@10": 0.4}, minute=1)
+    ease["artifact"] = {"path": "artifacts/ease-0", "sha256": "a" * 64, "bytes": 10_000_000}
+    bpr = make_record(benchmark=benchmark, plugin="classic", model="bpr", run_id="bpr-0",
+                      test={"ndcg@10": 0.20, "recall@10": 0.3}, minute=2)
+    for run in (ease, bpr):
+        run["metric_directions"] = dict(directions)
+    deployed = [
+        make_variant_record(ease, name="int8", test={"ndcg@10": 0.29}, size_bytes=2_500_000,
+                            base_size_bytes=10_000_000, run_id="ease-int8", minute=3),
+        make_variant_record(ease, name="fp16", test={"ndcg@10": 0.30}, size_bytes=5_000_000,
+                            base_size_bytes=10_000_000, run_id="ease-fp16", minute=4),
+        make_variant_record(bpr, name="int8", test={"ndcg@10": 0.19}, size_bytes=1_000_000,
+                            base_size_bytes=4_000_000, run_id="bpr-int8", minute=5),
+        make_variant_record(bpr, name="prune50", method="magnitude", test={"ndcg@10": 0.15},
+                            size_bytes=2_000_000, base_size_bytes=4_000_000,
+                            run_id="bpr-prune50", minute=6),
+        make_serving_record(ease, p50=9.0, p99=20.0, rps=400.0, run_id="serve-ease", minute=7),
+        make_serving_record(ease, variant="int8", p50=3.0, p99=8.0, rps=900.0,
+                            run_id="serve-ease-int8", minute=8),
+        make_serving_record(ease, variant="fp16", backend="onnx", p50=5.0, p99=12.0,
+                            rps=700.0, run_id="serve-ease-fp16", minute=9),
+        make_serving_record(bpr, p50=2.0, p99=5.0, rps=1500.0, run_id="serve-bpr", minute=10),
+        make_serving_record(bpr, variant="int8", p50=2.5, p99=6.0, rps=1400.0,
+                            run_id="serve-bpr-int8", minute=11),
+    ]
+    return [ease, bpr], deployed

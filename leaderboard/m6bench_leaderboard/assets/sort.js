@@ -1,4 +1,6 @@
 // Click a column header of a table.sortable to sort its rows; click again to reverse.
+// The first click sorts best-first: a header's data-best="max" (higher is better) sorts
+// descending, data-best="min" ascending, a header without it (text) ascending.
 // Cells sort by their data-value attribute (numbers when the header says data-type="number";
 // empty values last), else by their text.  No dependencies, no network.
 (function () {
@@ -19,7 +21,10 @@
 
   function sortBy(table, header, index) {
     var numeric = header.getAttribute("data-type") === "number";
-    var ascending = header.getAttribute("aria-sort") !== "ascending";
+    var current = header.getAttribute("aria-sort");
+    var ascending = current === "ascending" ? false
+      : current === "descending" ? true
+      : header.getAttribute("data-best") !== "max";
     var body = table.tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);
     rows.sort(function (a, b) {
