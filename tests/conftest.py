@@ -15,12 +15,18 @@ import contextlib
 import functools
 import http.server
 import importlib.util
+import os
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# The suite trains models outside the command line, which sets this for its own processes:
+# OpenMP threads that spin while waiting starve their siblings on a busy machine (a shared
+# CI runner), making training 10-35x slower.  Before torch is imported by any test module.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 CACHE_ENV = "M6BENCH_CACHE_DIR"
 LEDGER_ENV = "M6BENCH_LEDGER"

@@ -21,7 +21,7 @@ from m6bench.registry.catalog import PluginFailureWarning
 
 # hook kind -> the registration hook a plugin implements for it (see m6bench/hookspecs.py)
 REGISTRATION_KINDS = ("datasets", "protocols", "benchmarks", "encoders", "fusions", "heads",
-                      "models")
+                      "models", "compressions")
 
 
 def _registering(specs: tuple[Any, ...]):

@@ -41,6 +41,11 @@ class LedgerError(M6BenchError):
     """A ledger file cannot be written or a record is not valid."""
 
 
+class ArtifactError(M6BenchError):
+    """A saved model is missing, tampered with, or does not match its record's benchmark
+    version or code identity."""
+
+
 def did_you_mean(name: str, choices: Iterable[str], *, what: str) -> str:
     """``"Unknown <what> 'x'. Did you mean 'y'? Choices: a, b, c."`` for a failed lookup."""
     choices = sorted(set(choices))
@@ -53,3 +58,11 @@ def did_you_mean(name: str, choices: Iterable[str], *, what: str) -> str:
     else:
         message += f" No {what} is registered."
     return message
+
+
+class MemoryEstimateError(M6BenchError):
+    """Work was refused before it started because its estimated memory exceeds what is free."""
+
+
+class ExportError(M6BenchError):
+    """A model that cannot be exported to ONNX, or an export that failed; names the model."""

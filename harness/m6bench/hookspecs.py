@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from m6bench.data.specs import BenchmarkSpec, DatasetSpec
     from m6bench.evaluation.metrics import MetricSpec
     from m6bench.protocols.spec import ProtocolSpec
+    from m6bench.training.compression import CompressionSpec
     from m6bench.training.specs import ComponentSpec, ModelSpec
 
 PROJECT = "m6bench"
@@ -126,6 +127,23 @@ def m6bench_register_models(register: Callable[[ModelSpec], None]) -> None:
 
     :param register: call ``register(ModelSpec(name=..., build=..., defaults=...))`` for
         each model; mark one ``default=True`` if the plugin registers several.
+    :return: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- deployment
+@hookspec
+def m6bench_register_compressions(register: Callable[[CompressionSpec], None]) -> None:
+    """Register ways to compress a trained model (``m6bench compress --method NAME``).
+
+    Called once when the catalog is built.
+
+    :param register: call ``register(CompressionSpec(name=..., apply=..., defaults=...,
+        choices=..., description=...))`` for each method.  ``apply(model, options)`` gets
+        the trained ``m6bench.Recommender`` and the resolved options and returns the
+        compressed ``m6bench.StoredState`` (start from ``m6bench.encode_state(
+        model.state_dict())`` and replace entries); the variant is scored by the model's
+        own ``score`` with the stored form decoded into it, and sized by its stored bytes.
     :return: nothing; the return value is ignored.
     """
 

@@ -208,7 +208,8 @@ def hook_reference() -> str:
               f"- `iterative` (class attribute, default `{Recommender.iterative}`): whether "
               "`fit_epoch` runs once per epoch with early stopping (`True`) or once.",
               *_methods_section(
-                  Recommender, ["__init__", "fit_epoch", "score", "predict", "parameter_count"],
+                  Recommender, ["__init__", "fit_epoch", "score", "predict", "parameter_count",
+                              "exportable", "export_scores", "export_module"],
                   {"__init__": "Subclasses call `super().__init__(train, config)` first; it "
                                "sets `n_users`, `n_items` and `config` (a dict copy)."})]
     lines += ["### What a model trains on: `m6bench.TrainSet`", "",

@@ -15,6 +15,7 @@ import shlex
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from m6bench_leaderboard.board import DEFAULT_METRICS, BoardSpec
@@ -25,7 +26,7 @@ from m6bench_leaderboard.fields import mean as _mean
 from m6bench_leaderboard.fields import number as _number
 from m6bench_leaderboard.fields import text as _text
 from m6bench_leaderboard.fields import when as _when
-from m6bench_leaderboard.schema import code_key
+from m6bench_leaderboard.schema import code_key, init_seed, split_seed
 from m6bench_leaderboard.stats import (  # noqa: F401 - re-exported: the package's public API
     holm,
     mean_ci,
@@ -74,6 +75,11 @@ def reproduce_commands(record: Mapping[str, Any]) -> dict[str, str]:
     parts = ["m6bench", "run", "--plugin", shlex.quote(plugin), "--model",
              shlex.quote(_text(record.get("model"))), "--benchmark",
              shlex.quote(_text(benchmark.get("name"))), "--seed", str(record.get("seed", 0))]
+    # a board's final may hold its cut or its model seed fixed (its board's vary)
+    if split_seed(record) != int(record.get("seed", 0)):
+        parts += ["--split-seed", str(split_seed(record))]
+    if init_seed(record) != int(record.get("seed", 0)):
+        parts += ["--init-seed", str(init_seed(record))]
     spec = benchmark.get("spec") if isinstance(benchmark.get("spec"), Mapping) else {}
     for key, value in sorted((spec.get("dataset_options") or {}).items()):
         parts += ["--dataset-opt", _assignment(key, value)]
@@ -110,8 +116,34 @@ def _budget_matches(record: Mapping[str, Any], board: BoardSpec | None, benchmar
         config = record.get("config") or {}
         return (budget.get("trials") == wanted.trials
                 and budget.get("timeout_s") == wanted.timeout_s
-                and all(config.get(k) == v for k, v in entry.overrides.items()))
+                and all(config.get(k) == v for k, v in entry.overrides.items())
+                and (init_seed(record), split_seed(record)) == wanted.final_seeds(
+                    int(record.get("seed", 0))))
     return False
+
+
+def vary_of(finals: Sequence[Mapping[str, Any]]) -> str:
+    """What a row's final seeds varied: "init", "split" or "both" (one final: "both" unless
+    its seeds say otherwise)."""
+    pairs = [(int(r.get("seed", 0)), init_seed(r), split_seed(r)) for r in finals]
+    if all(split == 0 for _, _, split in pairs) and any(init for _, init, _ in pairs):
+        return "init"
+    if all(init == 0 for _, init, _ in pairs) and any(split for _, _, split in pairs):
+        return "split"
+    return "both"
+
+
+def _trial_seconds(record: Mapping[str, Any]) -> float | None:
+    """A trial's device seconds: its ``timings.total``, else its wall time by the clock."""
+    total = _number((record.get("timings") or {}).get("total"))
+    if total is not None:
+        return total
+    try:
+        began, ended = (datetime.fromisoformat(str(record[k]))
+                        for k in ("started_at", "ended_at"))
+    except (KeyError, ValueError, TypeError):
+        return None
+    return max(0.0, (ended - began).total_seconds())
 
 
 def _default_metrics(spec: Mapping[str, Any], available: set[str]) -> list[str]:
@@ -134,7 +166,7 @@ def _sweep_history(trials: Sequence[Mapping[str, Any]], metric: str) -> list[dic
             "value": _number(((record.get("metrics") or {}).get("valid") or {}).get(metric)),
             "run_id": record.get("run_id"),
             "config": record.get("config"),
-            "seconds": _number((record.get("timings") or {}).get("total")),
+            "seconds": _trial_seconds(record),
             "error": record.get("error"),
         })
     return history
@@ -173,7 +205,8 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
         columns[metric] = {"mean": mean, "ci95": half, "n": len(present), "values": values}
     sweep = first.get("sweep") or {}
     statuses = [r.get("status") for r in trials]
-    tuning = sum(_number((r.get("timings") or {}).get("total")) or 0.0 for r in trials)
+    tuning = sum(_trial_seconds(r) or 0.0 for r in trials)
+    asked = (sweep.get("budget") or {}).get("trials")
     return {
         "plugin": _text(plugin.get("name")),
         "distribution": _text(plugin.get("distribution")),
@@ -189,6 +222,7 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
         "config": first.get("config") or {},
         "config_hash": first.get("config_hash"),
         "seeds": [r["seed"] for r in finals],
+        "vary": vary_of(finals),
         "runs": [r["run_id"] for r in finals],
         "run_files": [safe_name(r["run_id"]) for r in finals],
         "metrics": columns,
@@ -204,11 +238,34 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
             "trials_failed": statuses.count("failed"),
             "tuning_seconds": round(tuning, 3),
             "best_valid": _number(sweep.get("best_valid")),
+            # every model is owed its trials in full: fewer means the guard (guard_s)
+            # stopped the sweep, or its search space ran out of configs
+            "under_budget": isinstance(asked, int) and len(trials) < asked,
         },
         "rank": None,
         "pareto": False,
         "significance": {},
     }
+
+
+def single_runs(records: Sequence[Mapping[str, Any]],
+                metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """Single runs of one benchmark, newest first: never ranked, marked untuned (their
+    config was not tuned on validation, and one seed has no interval)."""
+    available = {m for r in records for m in ((r.get("metrics") or {}).get("test") or {})}
+    spec = (records[0].get("benchmark") or {}).get("spec") if records else None
+    chosen = list(metrics) if metrics else _default_metrics(spec or {}, available)
+    rows = [{
+        "run_id": r.get("run_id"), "plugin": _text((r.get("plugin") or {}).get("name")),
+        "model": _text(r.get("model")), "seed": r.get("seed"),
+        "version": _text((r.get("benchmark") or {}).get("version")),
+        "config_hash": r.get("config_hash"), "untuned": True,
+        "metrics": {m: _number(((r.get("metrics") or {}).get("test") or {}).get(m))
+                    for m in chosen},
+        "train_seconds": _number((r.get("timings") or {}).get("train")),
+        "ended_at": r.get("ended_at"),
+    } for r in sorted(records, key=_when, reverse=True)]
+    return {"metrics": chosen, "rows": rows}
 
 
 def _failed_row(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -239,6 +296,9 @@ class _Collected:
         "variants": 0, "load_tests": 0})
     # variant and serving records by benchmark name (the deployment view, never ranked)
     deployed: dict[str, list[Mapping[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list))
+    # ok single runs (kind "run") by benchmark name: listed apart, marked untuned
+    singles: dict[str, list[Mapping[str, Any]]] = field(
         default_factory=lambda: defaultdict(list))
     # ok runs and finals by run id: the base runs variant and serving records name
     by_run_id: dict[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -277,6 +337,8 @@ def _collect(records: Iterable[Mapping[str, Any]], board: BoardSpec | None,
             found.deployed[name].append(record)
         else:
             counts["runs"] += 1
+            if kind == "run" and record["status"] == "ok":
+                found.singles[name].append(record)
         if kind in ("run", "final") and record["status"] == "ok":
             found.by_run_id[str(record["run_id"])] = record
         if record["status"] == "failed" and kind in ("trial", "final"):
@@ -312,6 +374,7 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
     sweeps: dict[str, Any] = {}
     benchmarks = [_benchmark_view(name, found, board, current_code, runs, sweeps)
                   for name in names]
+    by_name = {bench["name"]: bench["metrics"] for bench in benchmarks}
     return {
         "results_version": RESULTS_VERSION,
         "source": {"ledger": source, "skipped_lines": skipped, **found.counts},
@@ -319,6 +382,8 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
         "benchmarks": benchmarks,
         "runs": runs,
         "sweeps": sweeps,
+        "single_runs": {name: single_runs(found.singles[name], by_name.get(name))
+                        for name in sorted(found.singles)},
     }
 
 
@@ -405,8 +470,11 @@ def _benchmark_view(name: str, found: _Collected, board: BoardSpec | None,
         "primary": primary,
         "lower_is_better": lower,
         "significance": {"test": test, "alpha": alpha, "correction": "holm",
-                         "pairing": "per-user test values matched by (seed, user id)",
+                         "pairing": "per-user test values matched by (seed, user id), "
+                                    "only between finals cut by the same split",
                          "tests": tests},
+        # what the final seeds varied, over the rows (one word when they agree)
+        "vary": "/".join(sorted({row["vary"] for row in rows})) or None,
         "rows": rows,
         "failed": failed_rows,
         "deployment": deployment_view(deployed, found.by_run_id, metric=quality,

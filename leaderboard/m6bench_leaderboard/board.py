@@ -13,8 +13,9 @@ A board is a TOML file (``leaderboard/board.toml`` is the official one)::
 
     [budget]                               # every model gets the same budget
     trials = 20                            # finished Optuna trials per benchmark x model
-    timeout_s = 3600                       # optional: wall seconds of trials, in all
+    guard_s = 3600                         # optional guard: wall seconds of trials, in all
     seeds = 5                              # final test runs of the best config
+    vary = "init"                          # what final seeds vary: init | split | both
     pruner = "median"                      # median | hyperband | none
     sampler_seed = 0
 
@@ -29,6 +30,28 @@ A board is a TOML file (``leaderboard/board.toml`` is the official one)::
     seeds = 3                              # optional: its own number of final seeds
     set = { epochs = 30 }                  # optional: fixed config keys, every run
     benchmarks = ["ml-100k"]               # optional: a subset of the board's benchmarks
+
+The budget is a number of trials that every model gets in full: rows are compared at equal
+trials, whatever a trial costs.  ``guard_s`` (``timeout_s`` is its older name) only guards
+against a runaway row: a sweep that reaches it stops, and its row is flagged *under budget*
+on the site and in ``m6bench leaderboard show``, with trials done / trials asked and the
+seconds its trials took.
+
+``vary`` says what the final seeds 0..seeds-1 change (the seed of the trials is 0):
+
+* ``"init"``: the model's initialisation and sampling; every final is cut with split seed
+  0, so all models are tested on the same users and test items, and the 95% CI (Student's
+  t over the finals' means) is the model's own run-to-run variance;
+* ``"split"``: the per-user split; the model's seed stays 0, so the CI is the split's
+  variance of the score;
+* ``"both"`` (the default, what records written before ``vary`` existed mean): final seed
+  s seeds both.
+
+The default is ``"both"`` so that old boards and records keep their meaning; the shipped
+boards use ``"init"``.  The paired tests match per-user values by (final seed, user id):
+models run under the same ``vary`` share the split of each seed, and two models whose
+finals of a seed were cut by different splits are not tested against each other (see
+:mod:`m6bench_leaderboard.stats`).
 
 A model may be listed again with another budget or ``set`` for other benchmarks, as long as
 no benchmark is in two of its entries (``benchmarks`` then says which entry covers which).
@@ -53,13 +76,15 @@ from typing import Any
 import tomllib
 
 PRUNERS = ("median", "hyperband", "none")
+VARY = ("init", "split", "both")
 TESTS = ("wilcoxon", "ttest")
 DEFAULT_METRICS = ("recall@10", "mrr@10", "coverage@10")
 
 _BOARD_KEYS = ("name", "title", "description", "benchmarks", "metrics")
-_BUDGET_KEYS = ("trials", "timeout_s", "seeds", "pruner", "sampler_seed")
+_BUDGET_KEYS = ("trials", "guard_s", "timeout_s", "seeds", "vary", "pruner", "sampler_seed")
 _SIGNIFICANCE_KEYS = ("test", "alpha")
-_MODEL_KEYS = ("plugin", "model", "trials", "timeout_s", "seeds", "set", "benchmarks")
+_MODEL_KEYS = ("plugin", "model", "trials", "guard_s", "timeout_s", "seeds", "vary", "set",
+               "benchmarks")
 _TOP_KEYS = ("board", "budget", "significance", "models")
 
 
@@ -69,17 +94,22 @@ class BoardError(ValueError):
 
 @dataclass(frozen=True)
 class Budget:
-    """The tuning budget of one benchmark x model row."""
+    """The tuning budget of one benchmark x model row (``timeout_s``: the guard_s key)."""
 
     trials: int | None = 20
     timeout_s: float | None = None
     seeds: int = 5
     pruner: str = "median"
     sampler_seed: int = 0
+    vary: str = "both"
 
     def to_dict(self) -> dict[str, Any]:
         return {"trials": self.trials, "timeout_s": self.timeout_s, "seeds": self.seeds,
-                "pruner": self.pruner, "sampler_seed": self.sampler_seed}
+                "pruner": self.pruner, "sampler_seed": self.sampler_seed, "vary": self.vary}
+
+    def final_seeds(self, seed: int) -> tuple[int, int]:
+        """(init seed, split seed) of final ``seed`` under :attr:`vary`."""
+        return (0 if self.vary == "split" else seed, 0 if self.vary == "init" else seed)
 
 
 @dataclass(frozen=True)
@@ -229,12 +259,17 @@ class _Checker:
 
 def _budget(check: _Checker, data: Mapping[str, Any], where: str, base: Budget) -> Budget:
     trials = check.integer(data, "trials", where, base.trials, minimum=1)
-    timeout = check.number(data, "timeout_s", where, base.timeout_s, low=0.0)
+    if "guard_s" in data and "timeout_s" in data:
+        raise check.fail(f"{where}timeout_s", "is given with guard_s (its older name)",
+                         "keep guard_s only.")
+    key = "guard_s" if "guard_s" in data else "timeout_s"
+    timeout = check.number(data, key, where, base.timeout_s, low=0.0)
+    vary = check.text(data, "vary", where, default=base.vary, choices=VARY)
     seeds = check.integer(data, "seeds", where, base.seeds, minimum=1)
     pruner = check.text(data, "pruner", where, default=base.pruner, choices=PRUNERS)
     sampler_seed = check.integer(data, "sampler_seed", where, base.sampler_seed, minimum=0)
     return Budget(trials=trials, timeout_s=timeout, seeds=int(seeds or 1), pruner=pruner,
-                  sampler_seed=int(sampler_seed or 0))
+                  sampler_seed=int(sampler_seed or 0), vary=vary)
 
 
 def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
@@ -257,9 +292,10 @@ def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
     budget_table = check.table(data, "budget")
     check.unknown(budget_table, _BUDGET_KEYS, "budget.")
     budget = _budget(check, budget_table, "budget.", Budget())
-    if "trials" not in budget_table and "timeout_s" not in budget_table:
-        raise check.fail("[budget]", "has neither trials nor timeout_s",
-                         "give every model a budget, for example trials = 20.")
+    if "trials" not in budget_table:
+        raise check.fail("budget.trials", "is missing",
+                         "give every model the same number of trials, for example trials = "
+                         "20 (a time limit is only a guard: guard_s = 3600).")
 
     significance = check.table(data, "significance")
     check.unknown(significance, _SIGNIFICANCE_KEYS, "significance.")

@@ -228,3 +228,52 @@ def history_plot(trials: Sequence[Mapping[str, Any]], *, metric: str, maximize: 
         path = " ".join(f"{a:.1f},{b:.1f}" for a, b in steps)
         parts.append(f'<polyline class="best-so-far" points="{path}"/>')
     return _svg(parts, title, "plot-history")
+
+
+def _steps(points: Sequence[tuple[float, float]], x: _Axis, y: _Axis) -> str:
+    """A best-so-far curve as a staircase: it holds its value until the next improvement."""
+    path: list[tuple[float, float]] = []
+    for a, b in points:
+        if path:
+            path.append((x(a), path[-1][1]))
+        path.append((x(a), y(b)))
+    return " ".join(f"{a:.1f},{b:.1f}" for a, b in path)
+
+
+def _anytime_panel(curves: Mapping[str, Sequence[tuple[float, float]]], y: _Axis, *,
+                   x_label: str, y_label: str, log: bool) -> list[str]:
+    xs = [max(a, MIN_COST) if log else a for points in curves.values() for a, _ in points]
+    x = _Axis(xs, LEFT, WIDTH - RIGHT, log=log, pad=0.02, integer=not log)
+    parts = _frame(x, y, x_label, y_label)
+    for index, (name, points) in enumerate(curves.items()):
+        css = f"series series-{index % 6}"
+        shown = [(max(a, MIN_COST) if log else a, b) for a, b in points]
+        parts.append(f'<polyline class="{css}" points="{_steps(shown, x, y)}">'
+                     f"<title>{escape(name)}: best {escape(_fmt(points[-1][1]))}</title>"
+                     "</polyline>")
+        a, b = shown[-1]
+        parts.append(f'<text class="legend {css}-text" x="{x(a) - 4:.1f}" y="{y(b) - 4:.1f}" '
+                     f'text-anchor="end">{escape(name)}</text>')
+    return parts
+
+
+def anytime_plot(curves: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], *,
+                 metric: str, title: str) -> Markup:
+    """Two panels side by side: every model's best validation ``metric`` so far against
+    trials (left) and against seconds of trials (right, log scale)."""
+    curves = {k: v for k, v in curves.items() if v.get("by_trials")}
+    if not curves:
+        return _empty(title, "no trials recorded for these rows")
+    y = _Axis([b for v in curves.values() for _, b in v["by_trials"]], HEIGHT - BOTTOM, TOP)
+    label = f"best validation {metric}"
+    left = _anytime_panel({k: v["by_trials"] for k, v in curves.items()}, y,
+                          x_label="trials finished", y_label=label, log=False)
+    right = _anytime_panel({k: v["by_seconds"] for k, v in curves.items()}, y,
+                           x_label="seconds of trials (log)", y_label=label, log=True)
+    body = "".join(left) + f'<g transform="translate({WIDTH} 0)">' + "".join(right) + "</g>"
+    # every text interpolated into the panels went through escape()
+    return Markup(
+        f'<svg class="plot plot-anytime" viewBox="0 0 {2 * WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>{body}</svg>"
+    )

@@ -141,8 +141,13 @@ def shell(value: Any) -> str:
 
 
 def budget_title(budget: Mapping[str, Any]) -> str:
-    parts = [f"{k}={budget[k]}" for k in ("trials", "timeout_s", "pruner", "sampler_seed")
-             if budget.get(k) is not None]
+    # timeout_s is recorded under its old name; a board calls it guard_s
+    parts = [f"{label}={budget[k]}" for k, label in (
+        ("trials", "trials"), ("timeout_s", "guard_s"), ("pruner", "pruner"),
+        ("sampler_seed", "sampler_seed")) if budget.get(k) is not None]
+    if budget.get("under_budget"):
+        parts.append(f"UNDER BUDGET: {budget.get('trials_run')} of {budget.get('trials')} "
+                     "trials")
     parts.append(f"ok {budget.get('trials_ok')}, pruned {budget.get('trials_pruned')}, "
                  f"failed {budget.get('trials_failed')}")
     if budget.get("best_valid") is not None:

@@ -40,7 +40,9 @@ class RunRecord(TypedDict, total=False):
     model_info: dict[str, Any]  # paper, description: from the model's registered ModelSpec
     config: dict[str, Any]  # fully resolved configuration
     config_hash: str  # sha256 prefix of the sorted config JSON
-    seed: int
+    seed: int  # the run's seed; a final's replicate number within its sweep
+    split_seed: int  # seeds the protocol cut; absent from older records: it was ``seed``
+    init_seed: int  # seeds the model (init, sampling); absent from older records: ``seed``
     device: str  # e.g. "cpu", "cuda:0"
     metrics: dict[str, dict[str, float | None]]  # {"valid": {...}, "test": {...}}
     metric_directions: dict[str, str]  # {"ndcg@10": "max", "rmse": "min", ...}: which way
@@ -95,6 +97,18 @@ REQUIRED: dict[str, type | tuple[type, ...]] = {
 }
 STATUSES = ("ok", "failed", "pruned")
 METRIC_DIRECTIONS = ("max", "min")
+
+
+def split_seed(record: Mapping[str, Any]) -> int:
+    """The seed of the record's protocol cut (``seed`` for records older than the key)."""
+    value = record.get("split_seed")
+    return int(record.get("seed", 0) if value is None else value)
+
+
+def init_seed(record: Mapping[str, Any]) -> int:
+    """The seed of the record's model init and sampling (``seed`` for older records)."""
+    value = record.get("init_seed")
+    return int(record.get("seed", 0) if value is None else value)
 
 
 def code_key(record: Mapping[str, Any]) -> tuple[str | None, str | None]:

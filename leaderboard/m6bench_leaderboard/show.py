@@ -27,6 +27,14 @@ def _cell(row: Mapping[str, Any], metric: str) -> str:
     return text
 
 
+def trials_text(budget: Mapping[str, Any]) -> str:
+    """Trials done / trials asked, flagged when the row got fewer than its budget."""
+    text = f"{budget['trials_run']}"
+    if budget.get("trials"):
+        text += f"/{budget['trials']}"
+    return text + (" UNDER BUDGET" if budget.get("under_budget") else "")
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -34,19 +42,17 @@ def _seconds(value: float | None) -> str:
 def _table(bench: Mapping[str, Any], tablefmt: str) -> str:
     metrics = bench["metrics"]
     headers = ["rank", "model", "plugin", *metrics, "train s", "eval s", "params", "trials",
-               "seeds"]
+               "trial s", "seeds"]
     rows = []
     for row in bench["rows"]:
         budget = row["budget"]
-        trials = f"{budget['trials_run']}"
-        if budget.get("trials"):
-            trials += f"/{budget['trials']}"
         rows.append([row["rank"] if row["rank"] is not None else "-", row["model"],
                      f"{row['plugin']} {row['plugin_version']}".strip(),
                      *[_cell(row, m) for m in metrics], _seconds(row["train_seconds"]),
                      _seconds(row["evaluate_seconds"]),
                      f"{row['parameters']:,}" if isinstance(row["parameters"], int) else "-",
-                     trials, len(row["seeds"])])
+                     trials_text(budget), f"{budget.get('tuning_seconds') or 0:.0f}",
+                     len(row["seeds"])])
     for row in bench["failed"]:
         rows.append(["-", row["model"], f"{row['plugin']} {row['plugin_version']}".strip(),
                      "failed: " + row["error"][:60], *[""] * (len(headers) - 4)])
@@ -107,40 +113,79 @@ def _title(bench: Mapping[str, Any]) -> str:
 
 
 def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None = None,
-           deployment: bool = False) -> str:
+           deployment: bool = False, runs: bool = False) -> str:
     """The leaderboard ``data`` (from :func:`build_leaderboard`) as text.
 
     ``table`` is for terminals, ``markdown`` for READMEs and pull requests (GitHub tables),
     ``json`` the same structure as ``results.json`` without the per-run details.
     ``deployment`` shows each benchmark's deployment view (variants and load tests)
-    instead of its accuracy table.
+    instead of its accuracy table; ``runs`` lists each benchmark's single runs (``m6bench
+    run``, kind "run") under its table, marked untuned.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     data = _printable(data)  # ledger strings reach a terminal in every format
     benches = [b for b in data["benchmarks"] if benchmark is None or b["name"] == benchmark]
+    singles = {name: view for name, view in (data.get("single_runs") or {}).items()
+               if runs and (benchmark is None or name == benchmark)}
     if fmt == "json":
+        extra = {"single_runs": singles} if runs else {}
         return json.dumps({"source": data["source"], "board": data["board"],
-                           "benchmarks": benches}, sort_keys=True, indent=1,
+                           "benchmarks": benches, **extra}, sort_keys=True, indent=1,
                           ensure_ascii=False)
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    if singles and not deployment:
+        return _render_with_runs(benches, singles, tablefmt)
     if not benches:
         return ("No final runs in the ledger" + (f" for benchmark {benchmark!r}" if benchmark
                                                  else "") +
                 ". Run `m6bench board run leaderboard/board.toml` or `m6bench sweep` first.")
-    tablefmt = "github" if fmt == "markdown" else "simple"
     if deployment:
         return _render_deployment(benches, tablefmt)
+    return "\n\n".join(_render_bench(bench, tablefmt) for bench in benches)
+
+
+def _render_bench(bench: Mapping[str, Any], tablefmt: str) -> str:
+    sig = bench["significance"]
+    vary = bench.get("vary") or "both"
+    note = (f"mean ± 95% CI over final seeds (they vary: {vary}); {BEST} best, {TIED} not "
+            f"significantly different from the best ({sig['test']}, Holm, alpha "
+            f"{sig['alpha']}); ranked by {bench['primary']}")
+    if any(row["budget"].get("under_budget") for row in bench["rows"]):
+        note += ("; UNDER BUDGET: the row ran fewer trials than every other model is owed "
+                 "(its guard stopped it)")
+    if tablefmt == "github":
+        return f"## {_markdown(_title(bench))}\n\n{_table(bench, tablefmt)}\n\n_{note}_"
+    return f"{_plain(_title(bench))}\n{_table(bench, tablefmt)}\n{note}"
+
+
+def _runs_table(view: Mapping[str, Any], tablefmt: str) -> str:
+    metrics = view["metrics"]
+    headers = ["model", "plugin", *metrics, "train s", "seed", "run", "tuned"]
+    rows = [[row["model"], row["plugin"], *[_number(row["metrics"].get(m), 4) for m in metrics],
+             _seconds(row["train_seconds"]), row["seed"], str(row["run_id"])[:12], "untuned"]
+            for row in view["rows"]]
+    clean = _markdown if tablefmt == "github" else _plain
+    rows = [[clean(str(value)) for value in row] for row in rows]
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def _render_with_runs(benches: list[Mapping[str, Any]], singles: Mapping[str, Any],
+                      tablefmt: str) -> str:
+    """Each benchmark's table followed by its single runs; a benchmark with only single
+    runs gets those alone."""
     parts = []
-    for bench in benches:
-        sig = bench["significance"]
-        note = (f"mean ± 95% CI over final seeds; {BEST} best, {TIED} not significantly "
-                f"different from the best ({sig['test']}, Holm, alpha {sig['alpha']}); "
-                f"ranked by {bench['primary']}")
-        if fmt == "markdown":
-            parts.append(f"## {_markdown(_title(bench))}\n\n{_table(bench, tablefmt)}\n\n"
-                         f"_{note}_")
-        else:
-            parts.append(f"{_plain(_title(bench))}\n{_table(bench, tablefmt)}\n{note}")
+    names = [b["name"] for b in benches] + [n for n in singles
+                                            if n not in {b["name"] for b in benches}]
+    by_name = {b["name"]: b for b in benches}
+    for name in names:
+        if name in by_name:
+            parts.append(_render_bench(by_name[name], tablefmt))
+        if name in singles:
+            title = f"{name}: single runs (m6bench run), untuned, one seed each, not ranked"
+            heading = f"### {_markdown(title)}\n\n" if tablefmt == "github" \
+                else f"{_plain(title)}\n"
+            parts.append(heading + _runs_table(singles[name], tablefmt))
     return "\n\n".join(parts)
 
 

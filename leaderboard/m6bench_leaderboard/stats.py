@@ -4,7 +4,10 @@ values, Holm's correction, significance marks and Pareto fronts.
 * :func:`mean_ci` is the mean and the half-width of its 95% confidence interval over the
   final seeds (Student's t with n - 1 degrees of freedom);
 * :func:`paired_values` pairs two models' per-user test values by (seed, user id), and
-  :func:`paired_pvalue` tests them (Wilcoxon signed-rank, or a paired t-test);
+  :func:`paired_pvalue` tests them (Wilcoxon signed-rank, or a paired t-test); a pair is
+  only meaningful when both finals of a seed were cut by the same split, so
+  :func:`split_mismatch` finds the seeds where they were not and :func:`significance`
+  refuses to test those two models (their entry says why);
 * :func:`holm` is Holm's step-down correction (Holm, Scand. J. Statist. 1979) across the
   models compared with the best one;
 * :func:`pareto_front` marks the (cost, quality) points no other point beats on both.
@@ -18,6 +21,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from m6bench_leaderboard.schema import split_seed
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float | None,
@@ -92,6 +97,23 @@ def per_user_table(records: Sequence[Mapping[str, Any]],
     return all_keys[unique], all_values[unique]
 
 
+def _split_identity(record: Mapping[str, Any]) -> Any:
+    """What identifies the split a record was tested on: its cut's fingerprint, else (for
+    records without one) its split seed."""
+    fingerprint = (record.get("cut") or {}).get("fingerprint")
+    return fingerprint if fingerprint else ("split-seed", split_seed(record))
+
+
+def split_mismatch(a: Sequence[Mapping[str, Any]],
+                   b: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The seeds at which finals ``a`` and ``b`` were tested on different splits (a user id
+    then names other test items, so its values must not be paired)."""
+    splits = {int(r.get("seed", 0)): _split_identity(r) for r in a}
+    return sorted({int(r.get("seed", 0)) for r in b
+                   if int(r.get("seed", 0)) in splits
+                   and splits[int(r.get("seed", 0))] != _split_identity(r)})
+
+
 def paired_values(a: tuple[np.ndarray, np.ndarray],
                   b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The values of two per-user tables at the (seed, user) keys both have (not NaN)."""
@@ -150,8 +172,15 @@ def significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[
     others = [i for i in scored if i != best]
     raw: dict[int, float] = {}
     pairs: dict[int, int] = {}
+    refused: dict[int, str] = {}
     if best_table is not None:
         for i in others:
+            mismatch = split_mismatch(finals[best], finals[i])
+            if mismatch:
+                refused[i] = (f"not tested: its finals at seeds {mismatch} were cut by "
+                              "another split than the best's (run both on a board with "
+                              "the same vary)")
+                continue
             table = per_user_table(finals[i], metric)
             if table is None:
                 continue
@@ -164,7 +193,7 @@ def significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[
     adjusted = dict(zip(tested, holm([raw[i] for i in tested])))
     for i in scored:
         entry: dict[str, Any] = {"best": i == best, "p": raw.get(i), "p_holm": adjusted.get(i),
-                                 "pairs": pairs.get(i)}
+                                 "pairs": pairs.get(i), "refused": refused.get(i)}
         if i == best:
             entry["tied_with_best"] = True
         elif i in adjusted:
@@ -173,5 +202,5 @@ def significance(rows: list[dict[str, Any]], finals: Mapping[int, Sequence[dict[
             entry["tied_with_best"] = None  # no per-user values to test
         rows[i]["significance"][metric] = entry
     return {"metric": metric, "best": f"{rows[best]['plugin']}/{rows[best]['model']}",
-            "compared": len(tested)}
+            "compared": len(tested), "refused": len(refused)}
 

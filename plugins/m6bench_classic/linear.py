@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from m6bench import Recommender, TrainSet
+from m6bench import Recommender, TrainSet, history_rows, require_memory
 from m6bench_classic._sparse import float_csr, rows_times_dense, transpose_csr
 
 
@@ -38,6 +38,26 @@ def ease_weights(user_item: torch.Tensor, l2: float) -> torch.Tensor:
     return weights.to(torch.float32)
 
 
+def ease_peak_bytes(user_item: torch.Tensor) -> int:
+    """Estimated peak bytes of an EASE model on ``user_item`` (CSR ``(n_users, n_items)``):
+    the float32 ``item_weights`` plus the worst stage of :func:`ease_weights`.
+
+    Inverting takes 24 bytes per item pair (the float64 Gram matrix, its inverse, LAPACK's LU
+    copy).  Before that, on a CPU, torch's sparse Gram product and its ``to_dense`` peaked at
+    81 bytes per non-zero (measured, torch 2.x), and a Gram matrix has at most
+    ``sum_u deg(u)^2`` non-zeros; on a GPU the dense user-item matrix and a float32 Gram.
+    """
+    n_users, n_items = user_item.shape
+    pairs = n_items * n_items
+    if user_item.device.type == "cpu":
+        degrees = user_item.crow_indices().diff().to(torch.float64)
+        gram_entries = min(float(pairs), float((degrees * degrees).sum()))
+        product = 81 * gram_entries + 4 * pairs
+    else:
+        product = 4 * n_users * n_items + 4 * pairs
+    return int(4 * pairs + max(24 * pairs, product))
+
+
 class EASE(Recommender):
     """Embarrassingly Shallow Autoencoder.
 
@@ -50,6 +70,12 @@ class EASE(Recommender):
     def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
         super().__init__(train, config)
         self.l2 = float(config["l2"])
+        require_memory(
+            ease_peak_bytes(train.matrix), device=train.device,
+            what=f"EASE (the item-item matrices of {train.n_items:,} items)",
+            avoid="Use a model without a dense item-item matrix (itemknn, ials), or a "
+                  "dataset with fewer items.",
+        )
         # The user histories are training data, not fitted state: a buffer so that .to() moves
         # it, but not persistent, so the state dict holds only what fitting learned.
         self.register_buffer("history", float_csr(train.matrix), persistent=False)
@@ -65,3 +91,8 @@ class EASE(Recommender):
         # Histories are sparse (ML-1M: ~3% of the items), so summing the picked rows of B does
         # ~1/30 of a dense GEMM's arithmetic.
         return rows_times_dense(self.history, users, self.item_weights)
+
+    def export_scores(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # The served users' rows come in as their padded histories: no (n_users, n_items)
+        # table goes into the exported graph.
+        return history_rows(history, self.n_items) @ self.item_weights

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from m6bench import Recommender, TrainSet
+from m6bench import Recommender, TrainSet, history_rows, require_memory
 from m6bench_classic._sparse import dense_rows, float_csr, row_norms, transpose_csr
 
 # Keeps the division finite for items without training interactions (as RecBole does).
@@ -64,6 +64,16 @@ class ItemKNN(Recommender):
         self.k = max(1, min(int(config["k"]), train.n_items - 1))
         self.shrink = float(config["shrink"])
         self.block_size = int(config["block_size"])
+        # A block holds a dense (n_users, b) slice of the matrix and about four float32
+        # (n_items, b) products; the (n_items, k) results exist twice while they are copied.
+        block = min(self.block_size, train.n_items)
+        require_memory(
+            4 * block * (train.n_users + 4 * train.n_items) + 24 * train.n_items * self.k,
+            device=train.device,
+            what=f"ItemKNN (similarity blocks of {block:,} of {train.n_items:,} items, "
+                 f"k={self.k})",
+            avoid="Lower the config key block_size (e.g. --set block_size=256) or k.",
+        )
         # The user histories are training data, not fitted state: a buffer so that .to() moves
         # it, but not persistent, so the state dict holds only what fitting learned.
         self.register_buffer("history", float_csr(train.matrix), persistent=False)
@@ -92,3 +102,9 @@ class ItemKNN(Recommender):
         similarity = self.similarity_matrix().to_sparse_csr()
         history = dense_rows(self.history, users)  # (B, n_items)
         return torch.sparse.mm(similarity, history.T).T
+
+    def export_scores(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # score[b, j] = sum_t weights[j, t] * row_b[neighbours[j, t]], dense and traceable
+        # (B x n_items x k floats), instead of the sparse product.
+        rows = history_rows(history, self.n_items)
+        return (rows[:, self.neighbours] * self.weights).sum(dim=-1)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from m6bench import ConfigError, Recommender, TrainSet
+from m6bench import ConfigError, Recommender, TrainSet, history_rows
 from m6bench_deep.fields import field_table
 
 # Elements of the (users, items, width) activations scored at once (about 64 MB of float32).
@@ -76,6 +76,10 @@ class PointwiseImplicit(Recommender):
         return {"bce": float(total) / n}
 
     def _blocks(self, n_users: int, width: int) -> range:
+        if torch.compiler.is_exporting():
+            # One block spanning the whole batch: an exported batch's size is symbolic (a
+            # loop over it cannot be traced) and a served batch is small.
+            return range(0, 1, 2**62)
         step = max(1, SCORE_BLOCK_ELEMENTS // max(1, self.n_items * width))
         return range(0, n_users, step)
 
@@ -358,4 +362,10 @@ class MultVAE(Recommender):
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         mu, _ = self.encode(self.rows[users])
+        return self.decoder(mu)
+
+    def export_scores(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # The rows from the padded histories: the (n_users, n_items) buffer stays out of the
+        # exported graph.
+        mu, _ = self.encode(history_rows(history, self.n_items))
         return self.decoder(mu)

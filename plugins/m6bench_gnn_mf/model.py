@@ -145,6 +145,15 @@ class GNNMF(Recommender):
         user_final, item_final = self.final_embeddings()
         return self.fusion.all_items(user_final[users], item_final)
 
+    def export_module(self) -> torch.nn.Module:
+        self.final_embeddings()  # refresh the cache: the graph holds it, not the propagation
+        return super().export_module()
+
+    def export_scores(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        # The propagated embeddings as constants (the sparse propagation is not traceable).
+        final = self.propagated
+        return self.fusion.all_items(final[: self.n_users][users], final[self.n_users :])
+
 
 class GNNMFRating(GNNMF):
     """Two-stage gnn-mf: pre-train on the graph with BPR, then fine-tune a rating head.

@@ -409,6 +409,13 @@ class M6Fusion(Recommender):
             return user @ items.T
         return self.rating_head.all_items(user, items)
 
+    def export_module(self) -> torch.nn.Module:
+        # The item tower (text vectors included) runs once here and goes into the graph as
+        # a constant: the exported graph is the user tower and one matmul.
+        self.eval()
+        self.all_item_vectors()
+        return super().export_module()
+
     def predict(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Predicted ratings ``(N,)``, clipped to the training rating range."""
         out = torch.empty(users.shape, dtype=torch.float32, device=users.device)

@@ -8,6 +8,11 @@ them instead), in a study of its own, so the board follows the code.  Otherwise 
 sweep runs (an Optuna study named after the row, so a killed board resumes where it
 stopped, and finals skip recorded seeds).  A
 row that fails is reported and recorded, and the board goes on with the next row.
+
+Every row gets its budget of trials in full; the board's ``guard_s`` only stops a runaway
+row, which is then reported (and shown on the site) as under budget.  The finals seed what
+the board's ``vary`` says (:meth:`Budget.final_seeds`): with ``init`` every final is cut
+with split seed 0, so the paired tests compare models on the same users and test items.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from m6bench.registry.catalog import Catalog, load_catalog
 from m6bench.registry.provenance import harness_identity
 from m6bench.runs.ledger import ledger_path
 from m6bench.runs.prepare import benchmark_version as version_of_benchmark
+from m6bench.runs.run import RunRequest, plan_run
 from m6bench.sweeps.spec import SweepSpec
-from m6bench.sweeps.sweep import SweepResult, sweep
+from m6bench.sweeps.sweep import SweepResult, finalise, sweep
 from m6bench_leaderboard import SCHEMA_VERSION, append_record, code_key, read_records
 from m6bench_leaderboard.board import BoardError, BoardModel, BoardSpec, load_board
+from m6bench_leaderboard.schema import init_seed, split_seed
 
 STATUSES = ("skipped", "done", "incomplete", "failed", "pending")
 
@@ -50,6 +57,8 @@ class BoardRowResult:
     seconds: float
     study: str | None = None
     message: str = ""
+    trials_done: int | None = None  # finished trials of the row's study, after this run
+    under_budget: bool = False  # the guard stopped the sweep before its trials were done
 
 
 def _board(board: BoardSpec | str | os.PathLike[str]) -> BoardSpec:
@@ -112,6 +121,8 @@ def study_name(entry: BoardModel, benchmark: str, benchmark_version: str,
         name += "-" + hashlib.sha256(repr(code).encode()).hexdigest()[:8]
     if entry.overrides:
         name += f":set-{entry.overrides_hash()}"
+    if entry.budget.vary != "both":  # its finals differ from those of the same trials' "both"
+        name += f":vary-{entry.budget.vary}"
     return name
 
 
@@ -138,6 +149,9 @@ def recorded_seeds(records: Iterable[Mapping[str, Any]], entry: BoardModel, benc
         config = record.get("config") or {}
         if any(config.get(key) != value for key, value in entry.overrides.items()):
             continue
+        if (init_seed(record), split_seed(record)) != entry.budget.final_seeds(
+                int(record["seed"])):
+            continue
         seeds.add(int(record["seed"]))
     return seeds
 
@@ -146,7 +160,7 @@ def _trials_text(entry: BoardModel) -> str:
     budget = entry.budget
     trials = f"{budget.trials} trials" if budget.trials else "trials"
     if budget.timeout_s and budget.trials != 1:
-        trials += f" or {budget.timeout_s:g} s of them"
+        trials += f", guard {budget.timeout_s:g} s"
     return trials
 
 
@@ -269,26 +283,49 @@ class _BoardRun:
                         f"{info.version if info else '?'}): {result.message}; recorded in "
                         f"{self.ledger}")
             return result
-        self._tally(result, outcome)
+        self._tally(result, outcome, entry.budget.trials)
         result.seconds = time.perf_counter() - started
         self.report(f"{label}: {result.status}, {result.message} ({result.seconds:.0f}s)")
         return result
 
     def _sweep(self, label: str, benchmark: str, entry: BoardModel, study: str) -> SweepResult:
-        return sweep(
-            entry.plugin, model=entry.model, benchmark=benchmark,
-            trials=entry.budget.trials, timeout=entry.budget.timeout_s,
-            seeds=entry.budget.seeds, storage=self.storage, study_name=study,
-            pruner=entry.budget.pruner, sampler_seed=entry.budget.sampler_seed,
-            overrides=dict(entry.overrides), device=self.device, ledger=self.ledger,
-            catalog=self.catalog, report=lambda line: self.report(f"{label}: {line}"),
-        )
+        budget = entry.budget
 
-    def _tally(self, result: BoardRowResult, outcome: SweepResult) -> None:
-        """The row's status from its sweep: done, failed (no trial completed) or incomplete."""
+        def report(line: str) -> None:
+            self.report(f"{label}: {line}")
+
+        # sweep() seeds a final's cut and model with its seed ("both"); final 0 is (0, 0) in
+        # every mode, so sweep() makes it (reusing the best trial's run when it can), and
+        # the other seeds of the other modes run here, from a request fixing one seed
+        outcome = sweep(
+            entry.plugin, model=entry.model, benchmark=benchmark,
+            trials=budget.trials, timeout=budget.timeout_s,
+            seeds=budget.seeds if budget.vary == "both" else 1, storage=self.storage,
+            study_name=study, pruner=budget.pruner, sampler_seed=budget.sampler_seed,
+            overrides=dict(entry.overrides), device=self.device, ledger=self.ledger,
+            catalog=self.catalog, report=report,
+        )
+        if budget.vary == "both" or budget.seeds == 1 or outcome.best_value is None:
+            return outcome
+        fixed = {"split_seed": 0} if budget.vary == "init" else {"init_seed": 0}
+        request = RunRequest(plugin=entry.plugin, model=entry.model, benchmark=benchmark,
+                             overrides=dict(entry.overrides), device=self.device,
+                             ledger=self.ledger, save=True, **fixed)
+        plan = plan_run(request, self.catalog)
+        spec = SweepSpec(plugin=entry.plugin, model=plan.model_name, benchmark=benchmark,
+                         trials=budget.trials, timeout=budget.timeout_s, pruner=budget.pruner,
+                         sampler_seed=budget.sampler_seed, overrides=dict(entry.overrides))
+        return finalise(outcome.study, spec, plan, seeds=budget.seeds, report=report)
+
+    def _tally(self, result: BoardRowResult, outcome: SweepResult, asked: int | None) -> None:
+        """The row's status from its sweep: done, failed (no trial completed) or incomplete,
+        and whether the guard left it under its budget of ``asked`` trials."""
         seeds = result.seeds
         finals = {int(r["seed"]) for r in outcome.finals} & set(range(seeds))
         result.finals = len(finals)
+        result.trials_done = outcome.counts.get("finished")
+        result.under_budget = (asked is not None and result.trials_done is not None
+                               and result.trials_done < asked)
         if len(finals) == seeds:
             result.status = "done"
             result.message = f"{seeds} final seeds, best valid {outcome.best_value}"
@@ -300,3 +337,6 @@ class _BoardRun:
             result.status = "incomplete"
             result.message = (f"{len(finals)} of {seeds} final seeds ok; the failed ones are "
                               f"recorded in {self.ledger}")
+        if result.under_budget:  # first: the CLI's table cuts long notes
+            result.message = (f"UNDER BUDGET: {result.trials_done}/{asked} trials before the "
+                              f"guard stopped the sweep; {result.message}")

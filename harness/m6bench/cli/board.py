@@ -75,9 +75,10 @@ def board_run(file: str, ledger: str | None, device: str, storage: str | None, d
                         catalog=common.load_cli_catalog(),
                         report=common.reporter(quiet))
     rows = [[r.benchmark, f"{r.plugin}/{r.model}", r.status, f"{r.finals}/{r.seeds}",
-             f"{r.seconds:.0f}", r.message[:90]] for r in results]
-    click.echo(tabulate(rows, headers=["benchmark", "model", "status", "finals", "seconds",
-                                       "note"], tablefmt="github"))
+             "-" if r.trials_done is None else r.trials_done, f"{r.seconds:.0f}",
+             r.message[:90]] for r in results]
+    click.echo(tabulate(rows, headers=["benchmark", "model", "status", "finals", "trials",
+                                       "seconds", "note"], tablefmt="github"))
     bad = [r for r in results if r.status in ("failed", "incomplete")]
     if bad:
         click.secho(f"{len(bad)} of {len(results)} rows failed or are incomplete: "
@@ -150,8 +151,12 @@ def leaderboard_build(ledger: str | None, out: str, board_file: str | None,
 @click.option("--only-current-code", is_flag=True,
               help="Leave out every number made by other code than the installed harness "
                    "and plugins.")
+@click.option("--runs", is_flag=True,
+              help="Also list single runs (`m6bench run`), marked untuned, under each table.")
+@click.option("--deployment", is_flag=True, help="Show each benchmark's compressed variants "
+              "and load tests instead of its accuracy table.")
 def leaderboard_show(ledger: str | None, board_file: str | None, benchmark: str | None,
-                     fmt: str, only_current_code: bool) -> None:
+                     fmt: str, only_current_code: bool, runs: bool, deployment: bool) -> None:
     """Print the leaderboard as a terminal table, Markdown, or JSON."""
     from m6bench_leaderboard import build_leaderboard, read_records, render_leaderboard
 
@@ -160,4 +165,5 @@ def leaderboard_show(ledger: str | None, board_file: str | None, benchmark: str 
     data = build_leaderboard(loaded.records, _load_board(board_file), source=str(ledger_path),
                              skipped=len(loaded.skipped),
                              current_code=_installed_code() if only_current_code else None)
-    click.echo(render_leaderboard(data, fmt, benchmark=benchmark))
+    click.echo(render_leaderboard(data, fmt, benchmark=benchmark, deployment=deployment,
+                                  runs=runs))

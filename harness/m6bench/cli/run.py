@@ -36,25 +36,33 @@ def results_table(record: dict[str, Any]) -> str:
 @click.option("--protocol", default=None, cls=common.CatalogHelpOption,
               names=lambda catalog: catalog.protocols.names(), help="{names}.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--split-seed", type=int, default=None,
+              help="Seed of the protocol's cut (default: --seed).")
+@click.option("--init-seed", type=int, default=None,
+              help="Seed of the model's initialisation and sampling (default: --seed).")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set lr=0.01 --set epochs=50.")
 @click.option("--config", "config_file", default=None, help="A TOML file of config keys.")
 @common.device_option()
 @common.ledger_option()
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress (bar or per-epoch lines).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON at the end.")
+@click.option("--save", is_flag=True,
+              help="Store the trained model beside the ledger (load it with `m6bench load`).")
 def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple[str, ...],
-        benchmark: str | None, protocol: str | None, seed: int, assignments: tuple[str, ...],
-        config_file: str | None, device: str, ledger: str | None, quiet: bool,
-        as_json: bool) -> None:
+        benchmark: str | None, protocol: str | None, seed: int, split_seed: int | None,
+        init_seed: int | None, assignments: tuple[str, ...], config_file: str | None,
+        device: str, ledger: str | None, quiet: bool, as_json: bool, save: bool) -> None:
     """Train and evaluate one model on one benchmark, and record the run."""
+    common.require_installed_plugin(plugin)  # a typo answers before torch is imported
     from m6bench.runs.run import RunRequest, execute, plan_run, prepare
 
     request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
-                         protocol=protocol, seed=seed, overrides=parse_assignments(assignments),
+                         protocol=protocol, seed=seed, split_seed=split_seed,
+                         init_seed=init_seed, overrides=parse_assignments(assignments),
                          config_file=config_file,
                          dataset_options=parse_assignments(dataset_opts), device=device,
-                         ledger=ledger, command=sys.argv)
+                         ledger=ledger, command=sys.argv, save=save)
     plan = plan_run(request, common.load_cli_catalog())
     if plan.note:
         click.echo(plan.note)
@@ -69,21 +77,14 @@ def run(plugin: str, model: str | None, dataset: str | None, dataset_opts: tuple
                f"{plan.benchmark.name} ({plan.benchmark.protocol}, version "
                f"{bench.version}) | seed {seed} | device {plan.device}")
     click.echo("config: " + json.dumps(plan.config, sort_keys=True))
-    record = execute(plan, progress=_progress_bar(quiet), prepared=bench)
+    record = execute(plan, progress=common.progress_display(quiet), prepared=bench)
     _print_summary(record)
     click.echo(f"recorded run {record['run_id']} in {plan.ledger}")
+    if "artifact" in record:
+        click.echo(f"saved the model in {plan.ledger.parent / record['artifact']['path']} "
+                   f"({record['artifact']['bytes']} bytes)")
     if as_json:
         click.echo(json.dumps(record, sort_keys=True))
-
-
-def _progress_bar(quiet: bool) -> Any:
-    """A transient progress bar on a terminal's stderr; None under --quiet or when piped."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                    transient=True)
 
 
 def _print_summary(record: dict[str, Any]) -> None:

@@ -47,8 +47,9 @@ def sweep_table(result: Any, metric: str) -> str:
 @click.option("--seeds", default=5, show_default=True, type=int,
               help="Seeds of the final test runs of the best config (0: none).")
 @click.option("--storage", default=None,
-              help="Optuna RDB URL (default: SQLite beside the ledger); postgresql://... "
-                   "lets workers on other machines join.")
+              help="Optuna storage (default: SQLite beside the ledger); postgresql://... "
+                   "lets workers on other machines join; journal:///PATH is a file that "
+                   "workers on this machine share.")
 @click.option("--study", "study_name", default=None, help="Study name (default: derived "
               "from benchmark, model and budget, so re-running resumes it).")
 @click.option("--pruner", default="median", show_default=True, type=click.Choice(PRUNERS))
@@ -56,16 +57,23 @@ def sweep_table(result: Any, metric: str) -> str:
               help="Fixed config keys for every trial.")
 @common.device_option()
 @common.ledger_option("Ledger file.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Worker processes sharing the study on this machine (GPUs in turn where "
+                   "there are several); with journal:///PATH storage no database is needed.")
+@click.option("--no-save-finals", is_flag=True,
+              help="Do not store the final runs' trained models beside the ledger.")
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
 def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | None,
           dataset_opts: tuple[str, ...], trials: int | None, timeout: float | None,
           seeds: int, storage: str | None, study_name: str | None, pruner: str,
-          assignments: tuple[str, ...], device: str, ledger: str | None, quiet: bool) -> None:
+          assignments: tuple[str, ...], device: str, ledger: str | None, workers: int,
+          no_save_finals: bool, quiet: bool) -> None:
     """Tune a model with Optuna under a budget, then re-run the best config on test.
 
     Each failed trial gets one line (its error); its traceback is in its run's record.  A
     study that ends with no complete trial exits with status 1.
     """
+    common.require_installed_plugin(plugin)  # a typo fails before Optuna and torch load
     from m6bench.sweeps.sweep import check_complete
     from m6bench.sweeps.sweep import sweep as run_sweep
 
@@ -77,7 +85,8 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
                        pruner=pruner,
                        overrides=parse_assignments(assignments), device=device, ledger=ledger,
                        catalog=common.load_cli_catalog(), report=common.reporter(quiet),
-                       report_failure=common.failure_reporter())
+                       report_failure=common.failure_reporter(), workers=workers,
+                       save_finals=not no_save_finals)
     metric = result.study.user_attrs.get("metric") or "ndcg@10"
     counts = result.counts
     click.echo(f"study {result.study_name} in {redact_text(result.storage)}")
@@ -92,7 +101,8 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
 
 
 @click.command()
-@click.option("--storage", required=True, help="The shared Optuna RDB URL.")
+@click.option("--storage", required=True,
+              help="The shared Optuna storage: a database URL, or journal:///PATH.")
 @click.option("--study", "study_name", required=True, help="The study to join.")
 @common.device_option()
 @common.ledger_option("Ledger file for this worker's runs.")

@@ -10,14 +10,19 @@ import torch
 from m6bench.data.dataset import Dataset
 from m6bench.data.specs import BenchmarkSpec
 from m6bench.data.split import Split
-from m6bench.data.trainset import ComponentSource, TrainSet, quiet_sparse_warnings
+from m6bench.data.trainset import (
+    ComponentSource,
+    TrainSet,
+    quiet_sparse_warnings,
+    sorted_distinct,
+)
 
 
 def csr_matrix(
     users: np.ndarray, items: np.ndarray, n_users: int, n_items: int, device: torch.device
 ) -> torch.Tensor:
     """Binary sparse CSR ``(n_users, n_items)`` with ones at (users, items), duplicates merged."""
-    keys = np.unique(users.astype(np.int64) * n_items + items.astype(np.int64))
+    keys = sorted_distinct(users.astype(np.int64) * n_items + items.astype(np.int64))
     rows = torch.from_numpy(keys // n_items)
     cols = torch.from_numpy(keys % n_items)
     crow = torch.zeros(n_users + 1, dtype=torch.int64)

@@ -8,9 +8,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 
+from m6bench.data.memory import require_memory
 from m6bench.tensor import expand_csr
 
 
@@ -35,6 +37,39 @@ def quiet_sparse_warnings() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
         yield
+
+
+def sorted_distinct(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)`` (ascending, each once) by one sort.
+
+    NumPy 2's ``np.unique`` of integers hashes them, which is far slower for pair keys
+    ``user * n_items + item`` than sorting: 6.6 s against 0.07 s for a million keys of a
+    30,000 x 6,000 grid (NumPy 2.4, measured), and ``np.isin`` / ``np.intersect1d`` call it.
+    """
+    ordered = np.sort(keys)  # NumPy's default sort: ~6x its "stable" one for int64 keys
+    if ordered.size < 2:
+        return ordered
+    first = np.empty(ordered.size, dtype=bool)
+    first[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return ordered[first]
+
+
+def contained_in(values: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Bool like ``values``: whether each is in ``distinct`` (ascending, as from
+    :func:`sorted_distinct`): ``np.isin`` by binary search, without hashing.
+
+    The values are searched in ascending order: consecutive searches then walk nearby
+    parts of ``distinct``, about 6x faster than random order for 500,000 values in 4 M keys.
+    """
+    if distinct.size == 0 or values.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    order = np.argsort(values, axis=None)
+    ordered = values.reshape(-1)[order]
+    position = np.searchsorted(distinct, ordered).clip(max=distinct.size - 1)
+    found = np.empty(values.size, dtype=bool)
+    found[order] = distinct[position] == ordered
+    return found.reshape(values.shape)
 
 
 # The largest user x item grid whose membership bitmap is kept (64 MB of bits).
@@ -76,7 +111,15 @@ class TrainSet:
         return int(self.users.numel())
 
     def dense_matrix(self) -> torch.Tensor:
-        """The training matrix as a dense float32 tensor (for closed-form models)."""
+        """The training matrix as a dense float32 tensor (for closed-form models).
+
+        Users x items floats: refused with the estimate before allocating when it would not
+        fit (ML-20M's shape needs 14.9 GB).
+        """
+        require_memory(4.0 * self.n_users * self.n_items, device=self.device,
+                       what=f"a dense {self.n_users:,} x {self.n_items:,} training matrix",
+                       avoid="Use a model that scores from the sparse history, or a smaller "
+                             "dataset.")
         return self.matrix.to_dense().to(torch.float32)
 
     def sample_negatives(self, n: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import numpy as np
 
 from m6bench.data.dataset import Dataset, merge_duplicates, select_rows
 from m6bench.data.split import Split
+from m6bench.data.trainset import contained_in, sorted_distinct
 from m6bench.errors import ProtocolError
 
 
@@ -262,9 +263,9 @@ def validate_split(dataset: Dataset, split: Split, protocol: str) -> None:
             "use a larger dataset or other ratios."
         )
     keys = dataset.users * dataset.n_items + dataset.items
-    train_keys = np.unique(keys[split.train])
+    train_keys = sorted_distinct(keys[split.train])
     for name in ("valid", "test"):
-        clash = np.isin(keys[parts[name]], train_keys)
+        clash = contained_in(keys[parts[name]], train_keys)
         if clash.any():
             row = int(parts[name][np.flatnonzero(clash)[0]])
             raise ProtocolError(
@@ -272,11 +273,11 @@ def validate_split(dataset: Dataset, split: Split, protocol: str) -> None:
                 f"item {dataset.item_ids[dataset.items[row]]}) is in train and {name}. "
                 "Deduplicate interactions before cutting."
             )
-    if len(np.intersect1d(keys[split.valid], keys[split.test])):
+    if contained_in(keys[split.test], sorted_distinct(keys[split.valid])).any():
         raise ProtocolError(f"Protocol {protocol!r}: a (user, item) pair is in valid and test.")
     for side, cold, entities in (("user", split.cold_users, dataset.users),
                                  ("item", split.cold_items, dataset.items)):
-        if len(cold) and np.isin(entities[split.train], cold).any():
+        if len(cold) and contained_in(entities[split.train], sorted_distinct(cold)).any():
             raise ProtocolError(
                 f"Protocol {protocol!r}: a cold-start {side} has training interactions; "
                 f"cold {side}s must be absent from train."

@@ -23,6 +23,7 @@ from m6bench.evaluation.metrics import MetricSpec, MetricTable
 from m6bench.protocols.spec import ProtocolSpec
 from m6bench.registry.provenance import distribution_version, plugin_identity
 from m6bench.registry.registry import COMPONENT_FAMILIES, FAMILIES, Registry
+from m6bench.training.compression import CompressionSpec
 from m6bench.training.specs import ComponentSpec, ModelSpec
 
 ENTRY_POINT_GROUP = "m6bench"
@@ -36,6 +37,7 @@ BUILTIN_MODULES = (
     "m6bench.builtin.benchmarks",
     "m6bench.builtin.components",
     "m6bench.builtin.metrics",
+    "m6bench.builtin.compressions",
 )
 
 REGISTRATION_HOOKS = {family.hook: family.name for family in FAMILIES}
@@ -81,6 +83,7 @@ class Catalog:
         self.heads: Registry[ComponentSpec]
         self.models: Registry[ModelSpec]
         self.metrics: Registry[MetricSpec]
+        self.compressions: Registry[CompressionSpec]
         for family in FAMILIES:
             setattr(self, family.name, Registry(family.what, family.kind))
 

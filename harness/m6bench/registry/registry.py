@@ -11,6 +11,7 @@ from m6bench.data.specs import BenchmarkSpec, DatasetSpec
 from m6bench.errors import PluginError, did_you_mean
 from m6bench.evaluation.metrics import MetricSpec
 from m6bench.protocols.spec import ProtocolSpec
+from m6bench.training.compression import CompressionSpec
 from m6bench.training.specs import ComponentSpec, ModelSpec
 
 T = TypeVar("T")
@@ -106,5 +107,6 @@ FAMILIES: tuple[Family, ...] = (
     Family("heads", "head", ComponentSpec, component=True),
     Family("models", "model", ModelSpec),
     Family("metrics", "metric", MetricSpec),
+    Family("compressions", "compression", CompressionSpec),
 )
 COMPONENT_FAMILIES = tuple(f for f in FAMILIES if f.component)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from m6bench.errors import LedgerError
+from m6bench_leaderboard import RecordError, append_record
 
 LEDGER_ENV = "M6BENCH_LEDGER"
 DEFAULT_LEDGER = Path("m6bench-runs") / "ledger.jsonl"
@@ -20,3 +24,14 @@ def default_ledger() -> Path:
 def ledger_path(ledger: str | os.PathLike[str] | None) -> Path:
     """The ledger a caller named, else :func:`default_ledger`."""
     return Path(ledger) if ledger else default_ledger()
+
+
+
+def append_derived_record(ledger: Path, record: dict[str, Any], what: str) -> None:
+    """Append a record derived from a run (``what``: e.g. "the variant record of run X"),
+    or raise LedgerError naming it and the ledger."""
+    try:
+        append_record(ledger, record)
+    except (RecordError, OSError) as exc:
+        raise LedgerError(f"{what[:1].upper()}{what[1:]} was not written to {ledger}: "
+                          f"{exc}") from exc

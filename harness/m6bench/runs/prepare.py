@@ -109,8 +109,10 @@ def prepare_benchmark(
     device: torch.device,
     context: LoadContext | None = None,
     dataset_options: Mapping[str, Any] | None = None,
+    split_seed: int | None = None,
 ) -> PreparedBenchmark:
-    """Load, filter and cut the benchmark's dataset and move it to ``device``."""
+    """Load, filter and cut the benchmark's dataset and move it to ``device``; the cut is
+    seeded with ``split_seed`` (default ``seed``), the train set's sampling with ``seed``."""
     # imported here: HF datasets is slow to import and only needed once data is loaded
     from m6bench.data.cache import default_context
     from m6bench.runs.loading import load_dataset
@@ -139,7 +141,8 @@ def prepare_benchmark(
     started = time.perf_counter()
     protocol = catalog.protocols.get(spec.protocol)
     protocol_options = {**protocol.defaults, **spec.protocol_options}
-    split = load_or_cut(dataset, spec.protocol, protocol.cut, seed, protocol_options,
+    cut_seed = seed if split_seed is None else split_seed
+    split = load_or_cut(dataset, spec.protocol, protocol.cut, cut_seed, protocol_options,
                         context.cache_dir)
     timings["cut"] = time.perf_counter() - started
     bench = to_device(spec, dataset, split, seed=seed, device=device, components=catalog,

@@ -240,10 +240,11 @@ def reproduce(
         if isinstance(threads, int) and threads > 0 and threads != saved_threads:
             torch.set_num_threads(threads)  # the same reduction order as the recorded run
             notes.append(f"torch threads set to {threads}, as recorded")
-        request = RunRequest(plugin=info.name, model=str(original["model"]),
-                             benchmark=benchmark, seed=int(original["seed"]),
-                             overrides=dict(original["config"]), device=device_name,
-                             ledger=target, kind="run", command=list(sys.argv))
+        request = RunRequest(
+            plugin=info.name, model=str(original["model"]), benchmark=benchmark,
+            seed=int(original["seed"]), split_seed=original.get("split_seed"),
+            init_seed=original.get("init_seed"), overrides=dict(original["config"]),
+            device=device_name, ledger=target, kind="run", command=list(sys.argv))
         plan = plan_run(request, catalog)
         if plan.config != original["config"]:
             changed = sorted(k for k in set(plan.config) | set(original["config"])

@@ -100,6 +100,10 @@ class RunRequest:
     benchmark: str | BenchmarkSpec | None = None
     protocol: str | None = None
     seed: int = 0
+    # seeds of the protocol cut and of the model (init, sampling); None: ``seed``, so a
+    # board can vary one and hold the other fixed across its final runs
+    split_seed: int | None = None
+    init_seed: int | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
     config_file: str | None = None
     dataset_options: Mapping[str, Any] = field(default_factory=dict)
@@ -108,6 +112,7 @@ class RunRequest:
     kind: str = "run"
     sweep_id: str | None = None
     command: Sequence[str] | None = None
+    save: bool = False  # store the trained model beside the ledger (runs.artifacts)
 
 
 @dataclass
@@ -167,8 +172,17 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
 def prepare(plan: RunPlan) -> PreparedBenchmark:
     """The plan's benchmark loaded, cut and on its device (its version known): what
     :func:`execute` runs on; bad data raises here, before anything is recorded."""
-    return prepare_benchmark(plan.catalog, plan.benchmark, seed=plan.request.seed,
-                             device=plan.device, dataset_options=plan.request.dataset_options)
+    return prepare_benchmark(plan.catalog, plan.benchmark, seed=_init_seed(plan.request),
+                             split_seed=_split_seed(plan.request), device=plan.device,
+                             dataset_options=plan.request.dataset_options)
+
+
+def _split_seed(request: RunRequest) -> int:
+    return int(request.seed if request.split_seed is None else request.split_seed)
+
+
+def _init_seed(request: RunRequest) -> int:
+    return int(request.seed if request.init_seed is None else request.init_seed)
 
 
 class RunFailed(M6BenchError):
@@ -241,6 +255,8 @@ def _new_record(plan: RunPlan, extra: Mapping[str, Any] | None) -> dict[str, Any
         "config": plan.config,
         "config_hash": config_hash(plan.config),
         "seed": int(request.seed),
+        "split_seed": _split_seed(request),
+        "init_seed": _init_seed(request),
         "device": str(plan.device),
         "metrics": {},
         "code": provenance.code_identity(info.code()),
@@ -268,7 +284,7 @@ def _train_and_evaluate(
     record["cut"] = {"protocol": bench.split.protocol, "fingerprint": bench.split.fingerprint,
                      "sizes": bench.split.sizes()}
     hook.m6bench_run_start(run_id=run_id, config=plan.config, benchmark=plan.benchmark)
-    seed_everything(plan.request.seed)
+    seed_everything(_init_seed(plan.request))
     model = plan.model_spec.build(bench.train, plan.config).to(plan.device)
 
     def epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
@@ -284,6 +300,16 @@ def _train_and_evaluate(
     record["metric_directions"] = metric_directions(bench, record["metrics"])
     record["slices"] = slices(bench, outcome.test)
     record["per_user"] = per_user_values(bench, outcome.test)
+    if plan.request.save:
+        # imported here: artifacts rebuilds runs through this module
+        from m6bench.runs.artifacts import save_artifact
+
+        # a trial's model is only staged (its record names none): its sweep hands the best
+        # trial's to the final that reuses it and removes the others
+        trial = plan.request.kind == "trial"
+        saved = save_artifact(model, record, bench, plan.ledger, staged=trial)
+        if not trial:
+            record["artifact"] = saved
 
 
 def _mark_failed(record: dict[str, Any], exc: BaseException) -> None:
@@ -347,10 +373,13 @@ def run(
     device: str = "auto",
     ledger: str | os.PathLike[str] | None = None,
     catalog: Catalog | None = None,
+    save: bool = False,
 ) -> dict[str, Any]:
-    """Train and evaluate one model; append and return its ledger record (for notebooks)."""
+    """Train and evaluate one model; append and return its ledger record (for notebooks).
+
+    ``save`` stores the trained model beside the ledger (see :func:`m6bench.load_run`)."""
     request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
                          protocol=protocol, seed=seed, overrides=dict(overrides or {}),
                          config_file=config_file, dataset_options=dict(dataset_options or {}),
-                         device=device, ledger=ledger, command=[])
+                         device=device, ledger=ledger, command=[], save=save)
     return execute(plan_run(request, catalog))

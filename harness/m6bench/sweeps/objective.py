@@ -25,7 +25,7 @@ from m6bench.sweeps.spec import (
     SKIPPED_ATTR,
     SweepSpec,
 )
-from m6bench.sweeps.storage import count_trials
+from m6bench.sweeps.storage import WORKER_ATTR, count_trials, worker_identity
 
 # Samples in a row that repeat an evaluated config before the space is taken as exhausted.
 MAX_DUPLICATES = 20
@@ -125,6 +125,7 @@ class Objective:
             raise
 
     def _trial(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_identity())
         self._check_budget(trial)
         if self.plan.model_spec.search_space is None or trial.user_attrs.get(DEFAULTS_ATTR):
             sampled: dict[str, Any] = {}

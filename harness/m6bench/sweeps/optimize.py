@@ -48,6 +48,11 @@ def _optimize(study: optuna.Study, spec: SweepSpec, plan: RunPlan,
             interruption.check()
             optuna.storages.fail_stale_trials(study)
             trials_left, time_left = _budget_left(study, spec)
+            if time_left == 0 and trials_left:
+                # a board's budget is its trials; the time limit only guards against a
+                # runaway study, and a row it stops is reported under budget
+                report(f"the guard of {spec.timeout:g} s of trials stopped the sweep at "
+                       f"{spec.trials - trials_left} of its {spec.trials} trials: under budget")
             if trials_left == 0 or time_left == 0:
                 return
             running = finished_counts(study)["running"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import socket
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -83,8 +85,34 @@ def experimental_features() -> Iterator[None]:
         yield
 
 
+JOURNAL_SCHEME = "journal://"
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a ``journal://PATH`` storage URL (``journal:///abs/study.log`` or
+    ``journal://relative.log``), or None for a database URL."""
+    if not url.startswith(JOURNAL_SCHEME):
+        return None
+    path = url[len(JOURNAL_SCHEME):]
+    if not path:
+        raise ConfigError(f"Storage {url!r} names no file; write journal:///path/to/study.log.")
+    return Path(path)
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage with heartbeats: a dead worker's running trial is failed and retried."""
+    """The study's storage.
+
+    A database URL gives an RDB storage with heartbeats: a dead worker's running trial is
+    failed and retried.  ``journal://PATH`` gives Optuna's journal file storage, for workers
+    on one machine without a database server (``sweep --workers N``); it has no heartbeat,
+    so the process that started the workers fails and re-queues the running trials of a
+    worker that died (:func:`requeue_trials_of`).
+    """
+    path = journal_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(path)))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # several processes may share one SQLite file: wait for its lock instead of failing
@@ -144,3 +172,26 @@ def count_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> dict[str, int]:
             counts["running"] += 1
     counts["finished"] = counts["complete"] + counts["pruned"] + counts["failed"]
     return counts
+
+
+WORKER_ATTR = "m6bench_worker"  # "<host>:<pid>" of the process that ran a trial
+
+
+def worker_identity(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def requeue_trials_of(study: optuna.Study, worker: str) -> int:
+    """Fail the running trials of a dead ``worker`` and queue their parameters again.
+
+    For storages without heartbeats (the journal file): the failed trial carries no error
+    attribute, so it does not count against the budget (as a heartbeat-failed one).
+    """
+    requeued = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(WORKER_ATTR) != worker:
+            continue
+        if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            study.enqueue_trial(trial.params, skip_if_exists=False)
+            requeued += 1
+    return requeued

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from m6bench.errors import ConfigError, M6BenchError
 from m6bench.registry.catalog import Catalog, load_catalog
+from m6bench.runs.artifacts import adopt_staged, discard_staged, require_safetensors
 from m6bench.runs.config import config_hash, resolve_config
 from m6bench.runs.ledger import ledger_path
 from m6bench.runs.prepare import benchmark_version
@@ -37,6 +38,7 @@ from m6bench.sweeps.storage import (
     make_storage,
     resumed_sampler_seed,
 )
+from m6bench.sweeps.workers import run_workers, worker_devices
 from m6bench_leaderboard import append_record, read_ledger, redact_text
 
 
@@ -128,6 +130,8 @@ def sweep(
     catalog: Catalog | None = None,
     report: Callable[[str], None] = lambda line: None,
     report_failure: Callable[[str], None] | None = None,
+    save_finals: bool = True,
+    workers: int = 1,
 ) -> SweepResult:
     """Tune ``plugin``'s model with Optuna under a budget, then re-run the best on test.
 
@@ -138,16 +142,25 @@ def sweep(
     :param storage: an Optuna RDB URL; default a SQLite file beside the ledger.
     :param report: gets a line per trial and event; ``report_failure`` (default ``report``)
         the line of each failed trial: its number, error type and message.
+    :param save_finals: store each final run's trained model beside the ledger (trials
+        stage theirs until the sweep finalises; no trial record names one).
+    :param workers: trials run in this many worker processes sharing the study (GPUs in
+        turn where there are several); 1 runs them in this process.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if trials is None and timeout is None:
         raise ConfigError("A sweep needs a budget: --trials N, --timeout SECONDS, or both.")
     if pruner not in PRUNERS:
         raise ConfigError(f"Unknown pruner {pruner!r}; use one of {', '.join(PRUNERS)}.")
+    if save_finals:
+        require_safetensors()  # before any trial trains, not when the first one saves
     catalog = catalog or load_catalog()
+    # with save, trials stage their models, so the final that reuses the best trial's run
+    # has its model without training again
     request = RunRequest(plugin=plugin, model=model, dataset=dataset, benchmark=benchmark,
                          dataset_options=dict(dataset_options or {}),
-                         overrides=dict(overrides or {}), device=device, ledger=ledger)
+                         overrides=dict(overrides or {}), device=device, ledger=ledger,
+                         save=save_finals)
     plan = plan_run(request, catalog)
     spec = SweepSpec(plugin=plugin, model=plan.model_name, benchmark=plan.benchmark.name,
                      trials=trials, timeout=timeout, pruner=pruner, sampler_seed=sampler_seed,
@@ -159,16 +172,20 @@ def sweep(
         # trial 0 is the recipe's defaults, so a sweep can only improve on them
         study.enqueue_trial({}, user_attrs={DEFAULTS_ATTR: True}, skip_if_exists=True)
     started = time.perf_counter()
-    optimize(study, spec, plan, report, report_failure)
+    if workers > 1:
+        run_workers(study, storage, worker_devices(device, workers), plan.ledger, report)
+    else:
+        optimize(study, spec, plan, report, report_failure)
     report(f"sweep {study_name}: {time.perf_counter() - started:.1f}s")
-    result = finalise(study, spec, plan, seeds=seeds, report=report)
+    result = finalise(study, spec, plan, seeds=seeds, report=report, save=save_finals)
     result.storage = storage
     return result
 
 
 def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
-             report: Callable[[str], None]) -> SweepResult:
-    """Re-run the best trial's config on test with ``seeds`` seeds (skipping recorded ones)."""
+             report: Callable[[str], None], save: bool = True) -> SweepResult:
+    """Re-run the best trial's config on test with ``seeds`` seeds (skipping recorded ones);
+    ``save`` stores each final's model (see :mod:`m6bench.runs.artifacts`)."""
     counts = finished_counts(study)
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:
@@ -192,12 +209,12 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
         if seed in done:
             continue
         request = replace(plan.request, overrides=overrides, kind="final",
-                          sweep_id=study.study_name, seed=seed)
+                          sweep_id=study.study_name, seed=seed, save=save)
         final_plan = replace(plan, request=request, config=config)
         info = {"id": study.study_name, "trial": best.number, "budget": spec.budget,
                 "best_valid": best.value}
         if seed == spec.trial_seed:
-            record = _final_from_best_trial(plan, records, best, config, seed, info)
+            record = _final_from_best_trial(plan, records, best, config, seed, info, save=save)
             if record is not None:
                 report(f"final seed {seed}: the best trial's own run (same config and seed), "
                        f"test {plan.benchmark.valid_metric} "
@@ -212,8 +229,11 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
         report(f"final seed {seed}: test {plan.benchmark.valid_metric} "
                f"{record['metrics']['test'].get(plan.benchmark.valid_metric)}")
         finals.append(record)
+    records = read_ledger(plan.ledger).records
+    discard_staged(plan.ledger, [r["run_id"] for r in records if r.get("kind") == "trial"
+                                 and r.get("sweep_id") == study.study_name])
     finals = [
-        r for r in read_ledger(plan.ledger).records
+        r for r in records
         if r.get("kind") == "final" and r.get("sweep_id") == study.study_name
         and r.get("status") == "ok"
     ]
@@ -223,13 +243,16 @@ def finalise(study: optuna.Study, spec: SweepSpec, plan: RunPlan, *, seeds: int,
 
 def _final_from_best_trial(plan: RunPlan, records: Sequence[Mapping[str, Any]],
                            best: optuna.trial.FrozenTrial, config: Mapping[str, Any],
-                           seed: int, info: Mapping[str, Any]) -> dict[str, Any] | None:
+                           seed: int, info: Mapping[str, Any],
+                           save: bool = False) -> dict[str, Any] | None:
     """The final run the best trial already is, recorded as a final; None when it is not.
 
     A trial trains on the same cut with the same config and seed as this final and is
     evaluated on test as well, so training it again would repeat the run (bit for bit on a
     CPU).  The copy gets its own run_id, kind ``final`` and ``reuses`` naming the trial's run;
-    on a board with one trial per model this halves the cost of a row.
+    on a board with one trial per model this halves the cost of a row.  With ``save`` the
+    trial's staged model becomes the final's artifact; None when there is none (trained by
+    a worker), so the final trains and saves its own.
     """
     run_id = best.user_attrs.get("run_id")
     if not run_id:
@@ -241,6 +264,11 @@ def _final_from_best_trial(plan: RunPlan, records: Sequence[Mapping[str, Any]],
         return None
     final = {**trial, "run_id": uuid.uuid4().hex, "kind": "final", "sweep": dict(info),
              "reuses": run_id}
+    if save:
+        artifact = adopt_staged(plan.ledger, run_id, final["run_id"])
+        if artifact is None:
+            return None
+        final["artifact"] = artifact
     append_record(plan.ledger, final)
     return final
 

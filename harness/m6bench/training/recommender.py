@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from m6bench.data.trainset import TrainSet
-
-if TYPE_CHECKING:
-    pass
 
 
 class Recommender(torch.nn.Module, abc.ABC):
@@ -71,3 +68,80 @@ class Recommender(torch.nn.Module, abc.ABC):
             t._nnz() if t.layout != torch.strided else t.numel()
             for t in self.state_dict().values()
         ))
+
+    # ------------------------------------------------------------------ export (ONNX)
+    def exportable(self) -> str | None:
+        """``None`` when :meth:`export_module` can be exported to ONNX, else the reason why not
+        (shown to the user in the export error).  Override it to opt out."""
+        return None
+
+    def export_scores(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """Traceable scores of every item, ``(B,)`` users and ``(B, L)`` histories ->
+        ``(B, n_items)``, for :meth:`export_module`.
+
+        ``history`` holds each user's training items padded with ``n_items`` (see
+        :func:`history_rows`): models that score from the history (EASE, ItemKNN, Mult-VAE)
+        read it there, so no ``(n_users, n_items)`` table goes into the exported graph.  The
+        default is :meth:`score`; override it when ``score`` uses sparse tensors, Python loops
+        over the batch, or caches that an exporter cannot trace.
+        """
+        return self.score(users)
+
+    def export_module(self) -> torch.nn.Module:
+        """The scoring path as a module for ``torch.onnx.export``: ``forward(users, history, k)``
+        -> top-``k`` ``(values, items)`` with the training items in ``history`` masked.
+
+        The default wraps :meth:`export_scores`; a model whose scores come from state that must
+        be refreshed first (a propagation cache) refreshes it, then calls ``super()``.
+        """
+        return TopKScorer(self)
+
+
+class TopKScorer(torch.nn.Module):
+    """``(users (B,), history (B, L) padded with n_items, k ())`` -> top-``k`` ``(values,
+    items)`` of a model's scores, the history's items set to ``-inf`` first, as the evaluator
+    masks them."""
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor,
+                k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return masked_top_k(self.model.export_scores(users, history), history, k)
+
+
+def masked_top_k(scores: torch.Tensor, history: torch.Tensor,
+                 k: torch.Tensor | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` ``(values, items)`` of ``(B, n_items)`` scores with each user's ``history``
+    items (``(B, L)``, padded with ``n_items``) set to ``-inf`` first, as the evaluator masks
+    training items.  Traceable: the in-process service and the ONNX graph share it."""
+    scores = scores.to(torch.float32)
+    # One spare column takes the padding, so padded slots need no special case.
+    padded = torch.cat([scores, torch.zeros_like(scores[:, :1])], dim=1)
+    masked = padded.scatter(1, history, torch.full(history.shape, float("-inf"),
+                                                   device=scores.device))
+    return torch.topk(masked[:, :-1], k)
+
+
+def history_rows(history: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Padded item lists ``(B, L)`` (pad value ``n_items``) -> binary rows ``(B, n_items)``
+    float32: the dense training rows of just these users, built inside the exported graph."""
+    rows = torch.zeros(history.shape[0], n_items + 1, dtype=torch.float32,
+                       device=history.device)
+    rows = rows.scatter(1, history, torch.ones_like(history, dtype=torch.float32))
+    return rows[:, :-1]
+
+
+def padded_histories(matrix: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    """The training items of ``users`` from a CSR ``(n_users, n_items)`` matrix, as a
+    ``(B, L)`` int64 matrix padded with ``n_items`` (``L`` >= 1: the longest history)."""
+    crow, col = matrix.crow_indices(), matrix.col_indices()
+    starts, ends = crow[users], crow[users + 1]
+    lengths = ends - starts
+    width = max(1, int(lengths.max())) if users.numel() else 1
+    offsets = torch.arange(width, device=col.device)
+    valid = offsets[None, :] < lengths[:, None]
+    positions = (starts[:, None] + offsets[None, :]).clamp_max(max(0, col.numel() - 1))
+    picked = col[positions] if col.numel() else torch.zeros_like(positions)
+    return torch.where(valid, picked, torch.full_like(picked, matrix.shape[1]))

@@ -4,6 +4,12 @@ It needs no file and no network, so a fresh clone can run end to end.  Every ste
 one ``numpy`` generator in a fixed order, so the same options give the same bytes; a step
 that drew in another order would change every recorded fingerprint (bump
 ``SYNTHETIC_VERSION`` if it must).
+
+Memory grows with the interactions, not with users x items: the users x items logits are
+made a block of users at a time (:mod:`.synthetic_blocks`), so ML-20M's shape (138,000 x
+27,000, 20 M interactions) peaks at 3.6 GB, where the dense generator failed to allocate
+28 GiB.  The block size does not change the content (see :mod:`.synthetic_blocks` for the
+one caveat), so ``synthetic-1`` still names it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ import pandas as pd
 from m6bench.data.dataset import Dataset
 from m6bench.data.loaders.hashing import hash_parts
 from m6bench.data.loaders.options import as_number
+from m6bench.data.loaders.synthetic_blocks import (
+    AffinityScale,
+    PlantedLogits,
+    block_bytes,
+    sample_interactions,
+)
+from m6bench.data.memory import require_memory
 from m6bench.data.specs import LoadContext
 
 SYNTHETIC_VERSION = "synthetic-1"
@@ -47,6 +60,9 @@ _NEW_ITEM_WINDOW_START = 0.92  # new items' interactions lie in the last 8% of t
 _NEW_ITEM_VOLUME = 0.1  # new items are available briefly: about a tenth of an old item's pull
 _AFFINITY_WEIGHT = 2.0  # logit weight of the standardised user-item affinity
 _POPULARITY_EXPONENT = 1.0  # item bias = -exponent * log(1 + popularity rank): Zipf-like
+# Peak bytes per interaction from sampling to the validated Dataset (index arrays, the
+# timeline, the frames and their validation): 181 measured on ML-20M's shape, plus a margin.
+_BYTES_PER_INTERACTION = 200
 
 
 def _synthetic_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,23 +95,14 @@ def load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset:
       temporal and cold-start-item protocols can hold out.
     """
     params = _synthetic_options(options)
+    _require_memory_for(params)
     rng = np.random.default_rng(params["seed"])
     latent = _latent_structure(rng, params["n_users"], params["n_items"], params["dim"])
-    users, items = _sample_interactions(rng, latent, params["density"])
-    users, items, timestamps = _timeline(rng, latent, users, items)
-    ratings = _ratings(rng, latent, users, items)
     user_tokens = np.char.add("u", np.arange(latent.n_users).astype(str))
     item_tokens = np.char.add("i", np.arange(latent.n_items).astype(str))
+    interactions = _interaction_frame(rng, latent, params["density"], user_tokens, item_tokens)
     user_table = _user_table(rng, latent, user_tokens)
     item_table = _item_table(rng, latent, item_tokens)
-    cluster_domain = np.array([domain for _, domain, _ in SYNTHETIC_CLUSTERS])
-    interactions = pd.DataFrame({
-        "user": user_tokens[users],
-        "item": item_tokens[items],
-        "rating": ratings.astype(np.float32),
-        "timestamp": timestamps,
-        "domain": cluster_domain[latent.item_cluster[items]],
-    })
     return Dataset.from_frames(
         "synthetic",
         interactions,
@@ -107,6 +114,48 @@ def load_synthetic(options: Mapping[str, Any], context: LoadContext) -> Dataset:
     )
 
 
+def _interaction_frame(
+    rng: np.random.Generator, latent: _Latent, density: float,
+    user_tokens: np.ndarray, item_tokens: np.ndarray,
+) -> pd.DataFrame:
+    """The interactions in time order.  Its own function so that the index arrays are freed
+    before the frame is validated."""
+    sampled = sample_interactions(rng, latent.planted, latent.affinity_scale,
+                                  lambda draw: _interaction_counts(draw, latent, density))
+    order, timestamps = _timeline(rng, latent, sampled.items)
+    users, items = sampled.users[order], sampled.items[order]
+    ratings = _ratings(rng, latent, users, items, sampled.affinity[order])
+    domain_names, cluster_domain = np.unique(
+        [domain for _, domain, _ in SYNTHETIC_CLUSTERS], return_inverse=True)
+    # Categorical columns: codes into the tokens, not one string per interaction (at ML-20M's
+    # size, string columns alone took 6 GB).
+    return pd.DataFrame({
+        "user": _tokens_at(user_tokens, users),
+        "item": _tokens_at(item_tokens, items),
+        "rating": ratings.astype(np.float32),
+        "timestamp": timestamps,
+        "domain": _tokens_at(domain_names, cluster_domain[latent.item_cluster[items]]),
+    })
+
+
+def _require_memory_for(params: Mapping[str, Any]) -> None:
+    n_users, n_items, dim = params["n_users"], params["n_items"], params["dim"]
+    per_user = min(max(params["density"] * n_items, 5), max(5, n_items // 2))
+    interactions = n_users * per_user + n_items  # + items only their most eager user picks
+    require_memory(
+        _BYTES_PER_INTERACTION * interactions + 8 * 4 * (n_users + n_items) * dim
+        + block_bytes(n_users, n_items),
+        what=f"The synthetic dataset ({n_users:,} users x {n_items:,} items, about "
+             f"{interactions:,.0f} interactions)",
+        avoid="Lower the dataset options n_users, n_items or density "
+              "(e.g. --dataset-opt density=0.001).",
+    )
+
+
+def _tokens_at(tokens: np.ndarray, codes: np.ndarray) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes, categories=pd.Index(tokens, dtype="str"))
+
+
 @dataclass(frozen=True)
 class _Latent:
     """The hidden truth the observed data is drawn from."""
@@ -116,9 +165,9 @@ class _Latent:
     item_cluster: np.ndarray  # (n_items,) index into SYNTHETIC_CLUSTERS
     title_words: np.ndarray  # (n_items, 3) index into the cluster vocabulary
     user_factors: np.ndarray  # (n_users, dim)
-    affinity: np.ndarray  # (n_users, n_items), standardised
     is_new_item: np.ndarray  # (n_items,) bool
-    logits: np.ndarray  # (n_users, n_items): affinity + popularity bias
+    planted: PlantedLogits  # logits = weight * standardised affinity + popularity bias
+    affinity_scale: AffinityScale
 
 
 def _vocabulary() -> np.ndarray:
@@ -142,61 +191,48 @@ def _latent_structure(rng: np.random.Generator, n_users: int, n_items: int, dim:
     )
     user_cluster = rng.integers(0, n_clusters, n_users)
     user_factors = 0.7 * centres[user_cluster] + 0.7 * rng.normal(size=(n_users, dim))
-    affinity = user_factors @ item_factors.T / np.sqrt(dim)
-    affinity = (affinity - affinity.mean()) / affinity.std()
     popularity_rank = rng.permutation(n_items)
     item_bias = -_POPULARITY_EXPONENT * np.log1p(popularity_rank)
     # New items exist only at the end of the timeline, so they collect fewer interactions.
     is_new_item = np.zeros(n_items, dtype=bool)
     is_new_item[rng.permutation(n_items)[: max(1, round(_NEW_ITEM_SHARE * n_items))]] = True
     item_bias[is_new_item] += np.log(_NEW_ITEM_VOLUME)
-    logits = _AFFINITY_WEIGHT * affinity + item_bias[None, :]
-    return _Latent(n_users, n_items, item_cluster, title_words, user_factors, affinity,
-                   is_new_item, logits)
+    planted = PlantedLogits(user_factors, item_factors, item_bias, _AFFINITY_WEIGHT)
+    return _Latent(n_users, n_items, item_cluster, title_words, user_factors, is_new_item,
+                   planted, AffinityScale.measure(planted))
 
 
-def _sample_interactions(
-    rng: np.random.Generator, latent: _Latent, density: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Who interacts with what: Gumbel top-k = sampling without replacement ∝ exp(logit)."""
-    n_users, n_items = latent.n_users, latent.n_items
-    perturbed = latent.logits + rng.gumbel(size=latent.logits.shape)
-    preference_order = np.argsort(-perturbed, axis=1)
+def _interaction_counts(rng: np.random.Generator, latent: _Latent, density: float) -> np.ndarray:
+    """How many items each user interacts with: log-normal around ``density * n_items``."""
+    n_items = latent.n_items
     mean_count = density * n_items
     spread = 0.6
-    counts = rng.lognormal(np.log(max(mean_count, 1.0)) - spread**2 / 2, spread, n_users)
-    counts = np.clip(np.rint(counts), min(5, n_items), max(5, n_items // 2)).astype(np.int64)
-    taken = np.arange(n_items)[None, :] < counts[:, None]
-    users = np.repeat(np.arange(n_users), counts)
-    items = preference_order[taken]
-    # Every item gets at least one interaction (its most eager user), so n_items is exact.
-    unseen = np.flatnonzero(np.bincount(items, minlength=n_items) == 0)
-    if len(unseen):
-        users = np.concatenate([users, np.argmax(perturbed[:, unseen], axis=0)])
-        items = np.concatenate([items, unseen])
-    return users, items
+    counts = rng.lognormal(np.log(max(mean_count, 1.0)) - spread**2 / 2, spread, latent.n_users)
+    return np.clip(np.rint(counts), min(5, n_items), max(5, n_items // 2)).astype(np.int64)
 
 
 def _timeline(
-    rng: np.random.Generator, latent: _Latent, users: np.ndarray, items: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Interactions in time order with strictly increasing timestamps; new items only late."""
-    moment = rng.random(len(users))
+    rng: np.random.Generator, latent: _Latent, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The time order of the interactions and their strictly increasing timestamps; new
+    items' interactions only late."""
+    moment = rng.random(len(items))
     late = latent.is_new_item[items]
     moment[late] = _NEW_ITEM_WINDOW_START + (1 - _NEW_ITEM_WINDOW_START) * moment[late]
     order = np.argsort(moment, kind="stable")
-    users, items, moment = users[order], items[order], moment[order]
+    moment = moment[order]
     raw_seconds = _SYNTHETIC_START + (moment * _SYNTHETIC_SPAN).astype(np.int64)
     steps = np.arange(len(raw_seconds), dtype=np.int64)
     timestamps = np.maximum.accumulate(raw_seconds - steps) + steps
-    return users, items, timestamps
+    return order, timestamps
 
 
 def _ratings(
-    rng: np.random.Generator, latent: _Latent, users: np.ndarray, items: np.ndarray
+    rng: np.random.Generator, latent: _Latent, users: np.ndarray, items: np.ndarray,
+    observed: np.ndarray,
 ) -> np.ndarray:
-    """Ratings 1-5 from the affinity + user/item biases + noise."""
-    observed = latent.affinity[users, items]
+    """Ratings 1-5 from the standardised affinity ``observed`` of each pair + user/item
+    biases + noise."""
     observed = (observed - observed.mean()) / observed.std()
     item_quality = 0.4 * rng.normal(size=latent.n_items)
     user_leniency = 0.3 * rng.normal(size=latent.n_users)
