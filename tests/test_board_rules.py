@@ -281,3 +281,33 @@ def test_show_runs_lists_single_runs_marked_untuned(tmp_path):
     assert json.loads(out.output)["single_runs"]["bench"]["rows"][0]["model"] == "mine"
     out = runner.invoke(main, ["leaderboard", "show", "--ledger", str(ledger), "--deployment"])
     assert out.exit_code == 0 and "no variant or serving records yet" in out.output
+
+
+# ========================================================================= deployment rows
+def test_a_row_asks_for_variants_and_load_tests_of_its_seed_zero_final(tmp_path):
+    from m6bench.board.board import run_board
+
+    catalog = _tiny_catalog()
+    ledger = tmp_path / "ledger.jsonl"
+    path = tmp_path / "b.toml"
+    path.write_text('[board]\nname = "b"\nbenchmarks = ["tiny"]\n[budget]\ntrials = 1\n'
+                    'seeds = 1\n[[models]]\nplugin = "classic"\nmodel = "ease"\n'
+                    'variants = ["int8"]\n'
+                    'loadtest = { users = 2, duration_s = 1, backend = "torch" }\n')
+    lines: list[str] = []
+    run_board(path, ledger=ledger, device="cpu", catalog=catalog, report=lines.append)
+    records = read_records(ledger).records
+    final = next(r for r in records if r.get("kind") == "final")
+    variants = [r for r in records if r.get("kind") == "variant"]
+    servings = [r for r in records if r.get("kind") == "serving"]
+    assert [v["variant"]["name"] for v in variants] == ["int8"]
+    assert variants[0]["variant"]["base_run_id"] == final["run_id"]
+    assert sorted((s["serving"]["variant"] or "full") for s in servings) == ["full", "int8"]
+    assert all(s["serving"]["concurrency"] == 2 and s["serving"]["requests"] > 0
+               for s in servings), lines
+    # a second run finds all of it recorded and adds nothing
+    run_board(path, ledger=ledger, device="cpu", catalog=catalog, report=lines.append)
+    assert len(read_records(ledger).records) == len(records)
+    with pytest.raises(BoardError, match=r"models\[0\]\.loadtest\.backend"):
+        _board("trials = 1", '[[models]]\nplugin = "classic"\nmodel = "ease"\n'
+                             'loadtest = { backend = "tensorrt" }\n')

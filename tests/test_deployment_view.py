@@ -152,3 +152,19 @@ def test_site_and_show_render_the_deployment_view(tmp_path):
     assert not lines["classic/ease full"].endswith("yes")
     empty = build_leaderboard(runs)
     assert "no variant or serving records" in render_leaderboard(empty, deployment=True)
+
+
+def test_runs_saved_without_a_sweep_still_show_their_deployment_view():
+    runs, deployed = deployment_scenario()
+    for record in [*runs, *deployed]:
+        if record.get("kind") == "final":
+            record["kind"] = "run"  # m6bench run --save, no sweep: no final anywhere
+    data = build_leaderboard(copy.deepcopy(runs + deployed))
+    assert data["benchmarks"] == []
+    alone = data["deployment_only"]["bench-0"]
+    assert alone["name"] == "bench-0" and len(alone["deployment"]["rows"]) == 6
+    text = render_leaderboard(data, deployment=True)
+    rows = [line.split() for line in text.splitlines() if line.startswith("classic/ease")]
+    assert sorted((row[2], row[4]) for row in rows) == [
+        ("fp16", "0.3000"), ("full", "0.3000"), ("int8", "0.2900")]
+    assert "No final runs" in render_leaderboard(data)  # the accuracy view still has none

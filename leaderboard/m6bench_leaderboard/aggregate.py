@@ -384,7 +384,24 @@ def build_leaderboard(records: Iterable[Mapping[str, Any]], board: BoardSpec | N
         "sweeps": sweeps,
         "single_runs": {name: single_runs(found.singles[name], by_name.get(name))
                         for name in sorted(found.singles)},
+        # variants and load tests of benchmarks that have no final yet (runs made with
+        # `m6bench run --save`): the deployment view alone
+        "deployment_only": {name: _deployment_only(found.deployed[name], found)
+                            for name in sorted(found.deployed) if name not in by_name},
     }
+
+
+def _deployment_only(deployed: list[Mapping[str, Any]], found: _Collected) -> dict[str, Any]:
+    """A benchmark's title fields and deployment view, from its newest deployment record."""
+    newest = max(deployed, key=_when)
+    directions = merged_directions(deployed)
+    quality = quality_metric(directions, None)
+    return {"name": _text((newest.get("benchmark") or {}).get("name")),
+            "version": _text((newest.get("benchmark") or {}).get("version")),
+            "protocol": _text((newest.get("cut") or {}).get("protocol")),
+            "dataset": newest.get("dataset") or {},
+            "deployment": deployment_view(deployed, found.by_run_id, metric=quality,
+                                          lower_is_better=lower_is_better(quality, directions))}
 
 
 def _benchmark_rows(name: str, finals: list[dict[str, Any]], found: _Collected,

@@ -84,7 +84,9 @@ _BOARD_KEYS = ("name", "title", "description", "benchmarks", "metrics")
 _BUDGET_KEYS = ("trials", "guard_s", "timeout_s", "seeds", "vary", "pruner", "sampler_seed")
 _SIGNIFICANCE_KEYS = ("test", "alpha")
 _MODEL_KEYS = ("plugin", "model", "trials", "guard_s", "timeout_s", "seeds", "vary", "set",
-               "benchmarks")
+               "benchmarks", "variants", "loadtest")
+_LOADTEST_KEYS = ("users", "duration_s", "backend")
+BACKENDS = ("torch", "onnx")
 _TOP_KEYS = ("board", "budget", "significance", "models")
 
 
@@ -113,14 +115,28 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class LoadTest:
+    """A row's load test of its seed-0 final (and of each variant): concurrent users,
+    seconds, backend."""
+
+    users: int = 16
+    duration_s: float = 10.0
+    backend: str = "torch"
+
+
+@dataclass(frozen=True)
 class BoardModel:
-    """One model of the board, with its budget and fixed config keys."""
+    """One model of the board, with its budget and fixed config keys; ``variants`` (compression
+    methods with their default options) and ``loadtest`` ask for the deployment view of its
+    seed-0 final."""
 
     plugin: str
     model: str
     budget: Budget
     overrides: Mapping[str, Any] = field(default_factory=dict)
     benchmarks: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()
+    loadtest: LoadTest | None = None
 
     @property
     def label(self) -> str:
@@ -171,7 +187,9 @@ class BoardSpec:
             "metrics": list(self.metrics), "budget": self.budget.to_dict(),
             "significance": {"test": self.test, "alpha": self.alpha, "correction": "holm"},
             "models": [{"plugin": m.plugin, "model": m.model, "budget": m.budget.to_dict(),
-                        "set": dict(m.overrides), "benchmarks": list(m.benchmarks)}
+                        "set": dict(m.overrides), "benchmarks": list(m.benchmarks),
+                        "variants": list(m.variants),
+                        "loadtest": None if m.loadtest is None else vars(m.loadtest)}
                        for m in self.models],
         }
 
@@ -272,6 +290,19 @@ def _budget(check: _Checker, data: Mapping[str, Any], where: str, base: Budget) 
                   sampler_seed=int(sampler_seed or 0), vary=vary)
 
 
+def _loadtest(check: _Checker, entry: Mapping[str, Any], where: str) -> LoadTest | None:
+    if "loadtest" not in entry:
+        return None
+    table = check.table(entry, "loadtest", where)
+    check.unknown(table, _LOADTEST_KEYS, f"{where}loadtest.")
+    users = check.integer(table, "users", f"{where}loadtest.", 16, minimum=1)
+    duration = check.number(table, "duration_s", f"{where}loadtest.", 10.0, low=0.0)
+    backend = check.text(table, "backend", f"{where}loadtest.", default="torch",
+                         choices=BACKENDS)
+    return LoadTest(users=int(users or 16), duration_s=float(duration or 10.0),
+                    backend=backend)
+
+
 def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
     """Validate the TOML tables of a board file (``source`` names it in errors)."""
     check = _Checker(source)
@@ -337,7 +368,9 @@ def parse_board(data: Mapping[str, Any], source: str = "<board>") -> BoardSpec:
                                  "benchmarks = [...] with none in common.")
         models.append(BoardModel(plugin=plugin, model=model,
                                  budget=_budget(check, entry, where, budget),
-                                 overrides=dict(overrides), benchmarks=subset))
+                                 overrides=dict(overrides), benchmarks=subset,
+                                 variants=check.names(entry, "variants", where, required=False),
+                                 loadtest=_loadtest(check, entry, where)))
     return BoardSpec(name=name, title=title, description=description, benchmarks=benchmarks,
                      models=tuple(models), budget=budget, metrics=metrics, test=test,
                      alpha=float(alpha if alpha is not None else 0.05), source=source)

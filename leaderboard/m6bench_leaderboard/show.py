@@ -136,12 +136,15 @@ def render(data: Mapping[str, Any], fmt: str = "table", *, benchmark: str | None
     tablefmt = "github" if fmt == "markdown" else "simple"
     if singles and not deployment:
         return _render_with_runs(benches, singles, tablefmt)
+    if deployment:
+        alone = [view for name, view in (data.get("deployment_only") or {}).items()
+                 if benchmark is None or name == benchmark]
+        if benches or alone:
+            return _render_deployment([*benches, *alone], tablefmt)
     if not benches:
         return ("No final runs in the ledger" + (f" for benchmark {benchmark!r}" if benchmark
                                                  else "") +
                 ". Run `m6bench board run leaderboard/board.toml` or `m6bench sweep` first.")
-    if deployment:
-        return _render_deployment(benches, tablefmt)
     return "\n\n".join(_render_bench(bench, tablefmt) for bench in benches)
 
 

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from m6bench.board.deployment import deploy_row
 from m6bench.errors import ConfigError, M6BenchError, PluginError
 from m6bench.registry.catalog import Catalog, load_catalog
 from m6bench.registry.provenance import harness_identity
@@ -256,6 +257,8 @@ class _BoardRun:
         if set(range(seeds)) <= done:
             result.message = f"already recorded: {seeds} final seeds"
             self.report(f"{label}: skipped, {result.message}")
+            if not dry_run:
+                self._deploy(label, benchmark, benchmark_version, entry)
             return result
         stale = recorded_seeds(records, entry, benchmark, benchmark_version) - done
         if stale:
@@ -286,7 +289,23 @@ class _BoardRun:
         self._tally(result, outcome, entry.budget.trials)
         result.seconds = time.perf_counter() - started
         self.report(f"{label}: {result.status}, {result.message} ({result.seconds:.0f}s)")
+        if result.status == "done":
+            self._deploy(label, benchmark, benchmark_version, entry)
         return result
+
+    def _deploy(self, label: str, benchmark: str, version: str, entry: BoardModel) -> None:
+        """The row's variants and load tests; a failure is reported, and the row stays done
+        (its accuracy numbers do not depend on them)."""
+        def report(line: str) -> None:
+            self.report(f"{label}: {line}")
+
+        try:
+            deploy_row(entry, benchmark, version, ledger=self.ledger, catalog=self.catalog,
+                       report=report)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            report(f"deployment FAILED: {type(exc).__name__}: {exc}")
 
     def _sweep(self, label: str, benchmark: str, entry: BoardModel, study: str) -> SweepResult:
         budget = entry.budget
