@@ -11,8 +11,8 @@ from m6bench.deploy.compress import compress_run
 from m6bench.deploy.loadtest import load_test
 from m6bench.registry.catalog import Catalog
 from m6bench.runs.artifacts import load_run
-from m6bench_leaderboard.board import BoardModel
 from m6bench_leaderboard import read_records
+from m6bench_leaderboard.board import BoardModel
 
 
 def _seed_zero_final(records: Sequence[Mapping[str, Any]], entry: BoardModel,
