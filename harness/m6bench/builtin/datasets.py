@@ -31,6 +31,18 @@ from m6bench.data.loaders.tables import CSV_DEFAULTS, csv_fingerprint, load_csv
 from m6bench.data.specs import DatasetSpec
 from m6bench.hookspecs import hookimpl
 
+
+def _movielens(variant: str, description: str) -> DatasetSpec:
+    """A GroupLens MovieLens release: one loader, download URL and fingerprint per variant."""
+    return DatasetSpec(
+        name=variant,
+        load=movielens_loader(variant),
+        description=description,
+        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS[variant]},
+        fingerprint=movielens_fingerprint(variant),
+    )
+
+
 SPECS = (
     DatasetSpec(
         name="synthetic",
@@ -47,44 +59,29 @@ SPECS = (
         defaults=RECBOLE_DEFAULTS,
         fingerprint=recbole_fingerprint,
     ),
-    DatasetSpec(
-        name="ml-100k",
-        load=movielens_loader("ml-100k"),
-        description="MovieLens 100K (GroupLens): 943 users, 1,682 movies, 100,000 ratings.",
-        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-100k"]},
-        fingerprint=movielens_fingerprint("ml-100k"),
+    _movielens(
+        "ml-100k",
+        "MovieLens 100K (GroupLens): 943 users, 1,682 movies, 100,000 ratings.",
     ),
-    DatasetSpec(
-        name="ml-1m",
-        load=movielens_loader("ml-1m"),
-        description="MovieLens 1M (GroupLens): 6,040 users, 3,706 rated movies, "
+    _movielens(
+        "ml-1m",
+        "MovieLens 1M (GroupLens): 6,040 users, 3,706 rated movies, "
         "1,000,209 ratings.",
-        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-1m"]},
-        fingerprint=movielens_fingerprint("ml-1m"),
     ),
-    DatasetSpec(
-        name="ml-10m",
-        load=movielens_loader("ml-10m"),
-        description="MovieLens 10M (GroupLens): 10,000,054 half-star ratings of 10,681 movies "
+    _movielens(
+        "ml-10m",
+        "MovieLens 10M (GroupLens): 10,000,054 half-star ratings of 10,681 movies "
         "by 71,567 users; items keyed by movieId, no user features.",
-        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-10m"]},
-        fingerprint=movielens_fingerprint("ml-10m"),
     ),
-    DatasetSpec(
-        name="ml-20m",
-        load=movielens_loader("ml-20m"),
-        description="MovieLens 20M (GroupLens): 20,000,263 half-star ratings of 27,278 movies "
+    _movielens(
+        "ml-20m",
+        "MovieLens 20M (GroupLens): 20,000,263 half-star ratings of 27,278 movies "
         "by 138,493 users; items keyed by movieId, no user features.",
-        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-20m"]},
-        fingerprint=movielens_fingerprint("ml-20m"),
     ),
-    DatasetSpec(
-        name="ml-25m",
-        load=movielens_loader("ml-25m"),
-        description="MovieLens 25M (GroupLens): 25,000,095 half-star ratings of 62,423 movies "
+    _movielens(
+        "ml-25m",
+        "MovieLens 25M (GroupLens): 25,000,095 half-star ratings of 62,423 movies "
         "by 162,541 users; items keyed by movieId, no user features.",
-        defaults={**MOVIELENS_DEFAULTS, "url": GROUPLENS_URLS["ml-25m"]},
-        fingerprint=movielens_fingerprint("ml-25m"),
     ),
     DatasetSpec(
         name="csv",
