@@ -34,6 +34,8 @@ def test_cli_run_prints_config_table_and_records(tmp_path):
         assert key in record, key
     assert record["plugin"]["distribution"] == "m6bench"
     assert record["benchmark"]["name"] == "synthetic"
+    # the paper the plugin registered travels with the record, so the site can cite it
+    assert record["model_info"]["paper"] == "Cremonesi, Koren, Turrin, RecSys 2010"
     assert all(isinstance(part, str) for part in record["command"])
     assert len(record["per_user"]["users"]) == len(record["per_user"]["ndcg@10"])
     mean = sum(record["per_user"]["ndcg@10"]) / len(record["per_user"]["ndcg@10"])

@@ -252,6 +252,8 @@ def _new_record(plan: RunPlan, extra: Mapping[str, Any] | None) -> dict[str, Any
         "plugin": {"name": info.name, "distribution": info.distribution,
                    "version": info.version},
         "model": plan.model_name,
+        "model_info": {"paper": plan.model_spec.paper,
+                       "description": plan.model_spec.description},
         "config": plan.config,
         "config_hash": config_hash(plan.config),
         "seed": int(request.seed),
