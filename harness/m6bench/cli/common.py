@@ -11,8 +11,6 @@ module, and the catalog (the plugins, hence torch) is loaded only by a command t
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 import sys
 import time
 import warnings
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from m6bench.environment import plugin_entry_points
 from m6bench.errors import PluginError, did_you_mean
 from m6bench.runs.ledger import DEFAULT_LEDGER_TEXT, ledger_path
 
@@ -122,11 +121,6 @@ class CatalogHelpOption(click.Option):
 
 
 # ---------------------------------------------------------------- plugins, without importing
-# The entry-point group and switch registry.catalog.load_catalog discovers plugins by; that
-# module imports torch, so the command line reads them here (tests/test_cli_fast.py checks
-# that both find the same plugins).
-ENTRY_POINT_GROUP = "m6bench"
-DISABLE_ENV = "M6BENCH_DISABLE_PLUGINS"
 BUILTIN_PREFIX = "m6bench."  # the core's own plugins are named by their modules
 
 
@@ -134,11 +128,9 @@ def installed_plugins() -> list[tuple[str, str, str, str]]:
     """``(name, distribution, version, module)`` of every entry-point plugin the catalog
     would load, by name, read from package metadata: nothing is imported.  The core's
     built-in plugins (``m6bench.builtin.*``) are not listed."""
-    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
     found = []
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-                     key=lambda e: e.name):
-        if ep.name in disabled or ep.name.startswith(BUILTIN_PREFIX):
+    for ep in plugin_entry_points():
+        if ep.name.startswith(BUILTIN_PREFIX):
             continue
         found.append((ep.name, ep.dist.name if ep.dist else "unknown",
                       ep.dist.version if ep.dist else "unknown", ep.value))

@@ -29,10 +29,10 @@ import pyarrow as pa
 
 from m6bench.data.dataset import Dataset
 from m6bench.data.specs import LoadContext
+from m6bench.environment import CACHE_DIR_ENV, cache_dir
 from m6bench.errors import ConfigError
 
 DATA_DIR_ENV = "M6BENCH_DATA_DIR"
-CACHE_DIR_ENV = "M6BENCH_CACHE_DIR"
 OFFLINE_ENV = "M6BENCH_OFFLINE"
 
 CACHE_FORMAT = 2  # 2: merged_duplicates in meta.json
@@ -62,17 +62,12 @@ def default_context() -> LoadContext:
     machines this runs on often have no internet and a hub lookup would hang until timeout.
     """
     data_dir = os.environ.get(DATA_DIR_ENV) or None
-    cache_dir = os.environ.get(CACHE_DIR_ENV)
-    if not cache_dir:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) if xdg else Path.home() / ".cache"
-        cache_dir = str(base / "m6bench")
     offline = _env_flag(OFFLINE_ENV)
     if offline is None:
         offline = _env_flag("HF_HUB_OFFLINE")
     return LoadContext(
         data_dir=data_dir,
-        cache_dir=str(Path(cache_dir).expanduser()),
+        cache_dir=str(cache_dir()),
         offline=True if offline is None else offline,
     )
 

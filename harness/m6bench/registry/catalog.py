@@ -17,6 +17,7 @@ import torch
 
 from m6bench import hookspecs
 from m6bench.data.specs import BenchmarkSpec, DatasetSpec
+from m6bench.environment import plugin_entry_points
 from m6bench.errors import ConfigError, PluginError, did_you_mean
 from m6bench.evaluation.builtin_metrics import BUILTIN_METRICS
 from m6bench.evaluation.metrics import MetricSpec, MetricTable
@@ -26,8 +27,6 @@ from m6bench.registry.registry import COMPONENT_FAMILIES, FAMILIES, Registry
 from m6bench.training.compression import CompressionSpec
 from m6bench.training.specs import ComponentSpec, ModelSpec
 
-ENTRY_POINT_GROUP = "m6bench"
-DISABLE_ENV = "M6BENCH_DISABLE_PLUGINS"
 TRACE_ENV = "M6BENCH_TRACE_HOOKS"
 
 # The core's own features, written as plugins through the same hooks (datasette's pattern).
@@ -179,10 +178,6 @@ def _adder(registry: Registry[Any], plugin: str) -> Any:
     return register
 
 
-def _disabled() -> set[str]:
-    return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
-
-
 def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(
         caller.name for caller in (pm.get_hookcallers(plugin) or [])
@@ -231,11 +226,9 @@ def load_catalog(
         _register(pm, catalog, module, info)
         catalog.plugins[info.name] = info
 
-    disabled = _disabled()
     if entry_points:
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-                         key=lambda e: e.name):
-            if ep.name in disabled or ep.name in catalog.plugins:
+        for ep in plugin_entry_points():
+            if ep.name in catalog.plugins:
                 continue
             dist = ep.dist.name if ep.dist else "unknown"
             info = PluginInfo(ep.name, dist, ep.dist.version if ep.dist else "unknown",
