@@ -2,28 +2,34 @@
 
 No number in the README's result tables is typed by hand: each table is rendered from a
 small ledger of ordinary m6bench records (``docs/results/<table>.jsonl``: the runs it
-shows, each with its code identity and command, per-user values left out) or of speed
-records written by a benchmark script, and a test fails when the README differs from what
-the ledgers render.  Every run record reproduces with ``m6bench reproduce RUN_ID --ledger
-docs/results/<table>.jsonl --no-record`` at the commit its table names.
+shows, each with its code identity and command, per-user values left out), of speed
+records written by a benchmark script, or of a board run (``<table>.jsonl.gz``: its trials
+and finals, the finals with the per-user values its significance marks need; the table is
+the one ``m6bench leaderboard show --format markdown`` prints, with the anytime plot beside
+it as ``<table>-anytime.svg``), and a test fails when the README or a plot differs from
+what the ledgers render.  Every run record reproduces with ``m6bench reproduce RUN_ID
+--ledger docs/results/<table>.jsonl --no-record`` at the commit its table names (``zcat``
+a ``.gz`` ledger to a ``.jsonl`` first).
 
     python docs/results.py list                  # the tables, their ledgers, how old
     python docs/results.py make cold-items       # re-run what a table measures (minutes)
     python docs/results.py make --all            # every table (see the README for the time)
-    python docs/results.py write                 # render the tables into README.md
-    python docs/results.py check                 # exit 1 when README.md differs (a test)
+    python docs/results.py import official LEDGER  # keep a board run made elsewhere
+    python docs/results.py write                 # render the tables (and plots) into README.md
+    python docs/results.py check                 # exit 1 when README.md or a plot differs
     python docs/results.py stale                 # tables made by other code than this
 
 ``make`` runs each table's commands (``m6bench run`` lines, two at a time with one torch
-thread each, or a benchmark script) into a scratch ledger, keeps the records the table
-shows, and replaces the table's ledger; then ``write`` renders it.  The real data must be
-where ``M6BENCH_DATA_DIR`` points.
+thread each, a benchmark script, or a board's ``m6bench board run``) into a scratch
+ledger, keeps the records the table shows, and replaces the table's ledger; then ``write``
+renders it.  The real data must be where ``M6BENCH_DATA_DIR`` points.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import gzip
 import json
 import os
 import re
@@ -41,6 +47,9 @@ from typing import Any
 
 from scipy import stats
 from tabulate import tabulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also loaded by tests
+import results_board  # docs/results_board.py: the board tables
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -91,12 +100,23 @@ class Table:
     rows: tuple[Row, ...] = ()
     script: tuple[str, ...] = ()  # a benchmark script that writes the ledger itself
     quiet: bool = False  # a speed table: measured on an otherwise idle machine
+    board: str = ""  # a board file (from the checkout's root) whose run the table shows
+    benchmark: str = ""  # the one benchmark of ``board`` it shows
 
     @property
     def ledger(self) -> Path:
-        return RESULTS / f"{self.name}.jsonl"
+        # a board's finals keep their per-user values (the significance marks): gzipped
+        return RESULTS / f"{self.name}.jsonl{'.gz' if self.board else ''}"
+
+    @property
+    def plot(self) -> Path | None:
+        """The anytime plot a board table shows beside it (an SVG file README links)."""
+        return RESULTS / f"{self.name}-anytime.svg" if self.board else None
 
     def commands(self) -> list[list[str]]:
+        if self.board:
+            return [["m6bench", "board", "run", self.board, "--benchmark", self.benchmark,
+                     "--device", "cpu", "--quiet"]]
         if self.script:
             return [[*self.script, "--ledger", str(self.ledger.relative_to(ROOT))]]
         return [command for row in self.rows for command in row.commands()]
@@ -118,7 +138,22 @@ def _toml(value: Any) -> str:
 def read_ledger(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    data = path.read_bytes()
+    text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_ledger(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """``records`` as ``path`` (gzipped when it ends in .gz: with no timestamp in the
+    header, so the same records make the same bytes), replaced in one step."""
+    data = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
+                   for r in records).encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def _metric(record: Mapping[str, Any] | None, name: str) -> float | None:
@@ -143,23 +178,49 @@ def _markdown(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
     return tabulate(body, headers=list(headers), tablefmt="github", disable_numparse=True)
 
 
-def provenance(records: Sequence[Mapping[str, Any]], table: Table) -> str:
-    """The line under a table: which ledger, commit(s), date, and how to make it again."""
-    if not records:
-        return f"_No records yet: `python docs/results.py make {table.name}` makes them._"
+def _commits(records: Sequence[Mapping[str, Any]]) -> str:
+    """The harness commits that made ``records``, in order of appearance: `abc1234567`."""
     commits = []
     for record in records:
         git = ((record.get("code") or {}).get("harness") or {}).get("git") or {}
         label = (git.get("commit") or "unknown")[:10] + (" (dirty)" if git.get("dirty") else "")
         if label not in commits:
             commits.append(label)
+    return ", ".join(f"`{c}`" for c in commits)
+
+
+def _wall(records: Sequence[Mapping[str, Any]]) -> tuple[str, float]:
+    """The first record's start and the minutes from it to the last record's end."""
     started = min(str(r.get("started_at")) for r in records)
     ended = max(str(r.get("ended_at") or r.get("started_at")) for r in records)
-    minutes = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
-    where = ", ".join(f"`{c}`" for c in commits)
+    seconds = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    return started, seconds / 60
+
+
+def provenance(records: Sequence[Mapping[str, Any]], table: Table) -> str:
+    """The line under a table: which ledger, commit(s), date, and how to make it again."""
+    if not records:
+        return f"_No records yet: `python docs/results.py make {table.name}` makes them._"
+    if table.board:
+        return board_provenance(records, table)
+    started, minutes = _wall(records)
     return (f"_Generated from `docs/results/{table.ledger.name}` ({len(records)} records) made "
-            f"at commit {where} on {started[:10]} in {minutes / 60:.0f} min on 2 CPU cores; "
-            f"`python docs/results.py make {table.name}` makes it again._")
+            f"at commit {_commits(records)} on {started[:10]} in {minutes:.0f} min on 2 CPU "
+            f"cores; `python docs/results.py make {table.name}` makes it again._")
+
+
+def board_provenance(records: Sequence[Mapping[str, Any]], table: Table) -> str:
+    """A board table's line: its ledger, the board and commit, the run's wall time (from
+    the records' timestamps) and the machine it shared."""
+    started, minutes = _wall(records)
+    kinds = [r.get("kind") for r in records]
+    cores = sorted({str((r.get("hardware") or {}).get("cores")) for r in records})
+    return (f"_Generated from `docs/results/{table.ledger.name}` ({kinds.count('trial')} "
+            f"trials and {kinds.count('final')} finals) of `m6bench board run {table.board} "
+            f"--benchmark {table.benchmark}` at commit {_commits(records)} on {started[:10]}: "
+            f"{minutes:.0f} min wall time, from the first record's start to the last one's "
+            f"end, on {'/'.join(cores)} CPU cores, one process for {table.benchmark}, shared "
+            f"with other work; `python docs/results.py make {table.name}` makes it again._")
 
 
 # ============================================================================ renderers
@@ -247,6 +308,22 @@ def render_speed(table: Table, records: list[dict[str, Any]]) -> str:
     return text
 
 
+# ================================================================================ boards
+def board_data(table: Table, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return results_board.leaderboard(ROOT / table.board, records,
+                                     f"docs/results/{table.ledger.name}")
+
+
+def render_board(table: Table, records: list[dict[str, Any]]) -> str:
+    assert table.plot is not None
+    return results_board.markdown(board_data(table, records), table.benchmark,
+                                  f"docs/results/{table.plot.name}")
+
+
+def anytime_svg(table: Table, records: list[dict[str, Any]]) -> str:
+    return results_board.anytime_svg(board_data(table, records), table.benchmark)
+
+
 SEEDS3, SEEDS5 = (0, 1, 2), (0, 1, 2, 3, 4)
 XDOMAIN = {"lambda": 1.0, "dropout_weight": 0.0, "user_items": 1.0,
            "domain_sampling": "balanced", "epoch_interactions": 160000}
@@ -285,12 +362,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
           script=("python", "benchmarks/compare_recbole.py", "--datasets", "ml-100k", "ml-1m",
                   "--models", "bpr-mf", "gnn-mf", "ease", "--epochs", "bpr-mf@ml-1m=40",
                   "--epochs", "gnn-mf@ml-1m=3", "--check"), quiet=True),
+    Table("official", "the official board on ml-100k (leaderboard/board.toml)", render_board,
+          board="leaderboard/board.toml", benchmark="ml-100k"),
 )}
 
 
 # ============================================================================ rendering
-def block(table: Table) -> str:
-    records = read_ledger(table.ledger)
+def block(table: Table, records: list[dict[str, Any]] | None = None) -> str:
+    records = read_ledger(table.ledger) if records is None else records
     body = table.render(table, records) if records else ""
     parts = [BEGIN.format(name=table.name)]
     if body:
@@ -313,6 +392,12 @@ def rendered_readme(text: str) -> str:
                              f"{END.format(name=table.name)}; add one where the table goes.")
         text = pattern.sub(lambda _m, t=table: block(t), text)
     return text
+
+
+def rendered_plots() -> dict[Path, str]:
+    """Every plot file a table shows, by path, rendered from its ledger."""
+    return {table.plot: anytime_svg(table, read_ledger(table.ledger))
+            for table in TABLES.values() if table.plot is not None}
 
 
 def generated_spans(text: str) -> list[tuple[int, int]]:
@@ -359,27 +444,52 @@ def make(table: Table, jobs: int = 2) -> int:
                 print(f"  {done[2]:6.0f} s  exit {done[1]}  {shlex.join(done[0])}", flush=True)
         failed = sum(code != 0 for _, code, _ in results)
         records = read_ledger(scratch)
-        kept = []
-        for row in table.rows:
-            for seed in row.seeds:
-                record = table.record(records, row, seed)
-                if record is None:
-                    failed += 1
-                    print(f"  no ok record for {row.label}, seed {seed}", file=sys.stderr)
-                    continue
-                record.pop("per_user", None)  # a README table needs none; keeps the file small
-                kept.append(record)
+        kept = (results_board.keep(table.benchmark, records) if table.board
+                else row_records(table, records))
+        if not table.board:  # a row or seed without its record
+            failed += sum(len(row.seeds) for row in table.rows) - len(kept)
         if failed:
             print(f"{table.name}: {failed} runs failed; the ledger is unchanged. Log:\n"
                   + log.read_text()[-4000:], file=sys.stderr)
             return 1
-        text = "".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
-                       for r in kept)
-        table.ledger.parent.mkdir(parents=True, exist_ok=True)
-        partial = table.ledger.with_suffix(".partial")
-        partial.write_text(text)
-        partial.replace(table.ledger)
+        write_ledger(table.ledger, kept)
     print(f"{table.name}: {len(kept)} records in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def row_records(table: Table, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The record of each row and seed of ``table``, without per-user values (a README
+    table needs none; that keeps the file small)."""
+    kept = []
+    for row in table.rows:
+        for seed in row.seeds:
+            record = table.record(records, row, seed)
+            if record is None:
+                print(f"  no ok record for {row.label}, seed {seed}", file=sys.stderr)
+                continue
+            record.pop("per_user", None)
+            kept.append(record)
+    return kept
+
+
+def import_board(table: Table, ledger: Path) -> int:
+    """Keep ``table``'s records of a board run made elsewhere (its ledger) as the table's."""
+    from m6bench_leaderboard import read_records
+
+    if not ledger.is_file():
+        print(f"{ledger} does not exist: pass the ledger the board run wrote (its --ledger)",
+              file=sys.stderr)
+        return 2
+    loaded = read_records(ledger)  # skips a line a running board is still writing
+    kept = results_board.keep(table.benchmark, loaded.records)
+    if not kept:
+        print(f"{ledger} has no trial or final of {table.benchmark}: is it the ledger of "
+              f"`m6bench board run {table.board}`?", file=sys.stderr)
+        return 1
+    write_ledger(table.ledger, kept)
+    print(f"{table.name}: {len(kept)} records of {ledger} kept in "
+          f"{table.ledger.relative_to(ROOT)} ({table.ledger.stat().st_size:,} bytes)"
+          + (f"; {len(loaded.skipped)} lines skipped" if loaded.skipped else ""))
     return 0
 
 
@@ -414,8 +524,9 @@ def stale_tables() -> list[str]:
 # ========================================================================== entry point
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["list", "make", "write", "check", "stale"])
-    parser.add_argument("tables", nargs="*", help="tables to make (see `list`)")
+    parser.add_argument("action", choices=["list", "make", "import", "write", "check", "stale"])
+    parser.add_argument("tables", nargs="*", help="tables to make (see `list`); for import: "
+                        "a board table and the ledger of its run")
     parser.add_argument("--all", action="store_true", help="make every table")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
     args = parser.parse_args(argv)
@@ -434,21 +545,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the speed tables last, when nothing else of ours uses the CPU
         chosen.sort(key=lambda name: TABLES[name].quiet)
         return max(make(TABLES[name], args.jobs) for name in chosen)
+    if args.action == "import":
+        boards = [name for name, table in TABLES.items() if table.board]
+        if len(args.tables) != 2 or args.tables[0] not in boards:
+            print(f"usage: python docs/results.py import TABLE LEDGER, TABLE one of "
+                  f"{', '.join(boards)}", file=sys.stderr)
+            return 2
+        return import_board(TABLES[args.tables[0]], Path(args.tables[1]))
     if args.action == "stale":
         found = stale_tables()
         print("\n".join(found) if found else "every table was made by the installed code")
         return 1 if found else 0
+    return write_or_check(args.action == "write")
+
+
+def write_or_check(write: bool) -> int:
+    """Render the README's tables and the plot files; write them, or compare (exit 1)."""
     text = README.read_text()
     rendered = rendered_readme(text)
-    if args.action == "write":
+    plots = rendered_plots()
+    if write:
         README.write_text(rendered)
-        print("README.md tables rendered from docs/results/")
+        for path, svg in plots.items():
+            path.write_text(svg, encoding="utf-8")
+        print("README.md tables and plots rendered from docs/results/")
         return 0
+    differ = [str(path.relative_to(ROOT)) for path, svg in plots.items()
+              if not path.exists() or path.read_text(encoding="utf-8") != svg]
     if rendered != text:
-        print("README.md's result tables differ from what docs/results/ renders: run "
+        differ.insert(0, "README.md")
+    if differ:
+        print(f"{', '.join(differ)} differ from what docs/results/ renders: run "
               "`python docs/results.py write` (and commit the ledgers).", file=sys.stderr)
         return 1
-    print("README.md's result tables match docs/results/")
+    print("README.md's result tables and plots match docs/results/")
     return 0
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
 import re
+import statistics
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from scipy import stats
+
+from m6bench_leaderboard import load_board
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -23,6 +30,16 @@ def test_the_readme_tables_are_what_the_ledgers_render(results):
     assert results.rendered_readme(text) == text, (
         "README.md's result tables differ from docs/results/: run `python docs/results.py "
         "write` and commit")
+
+
+def test_the_plots_are_what_the_ledgers_render(results):
+    plots = results.rendered_plots()
+    assert set(plots) == {ROOT / "docs" / "results" / "official-anytime.svg"}
+    for path, svg in plots.items():
+        assert path.exists() and path.read_text(encoding="utf-8") == svg, (
+            f"{path.name} differs from what its ledger renders: run `python docs/results.py "
+            "write` and commit")
+        assert f"](docs/results/{path.name})" in README.read_text(), "README shows it"
 
 
 def _result_rows(text: str) -> list[tuple[int, str]]:
@@ -47,6 +64,8 @@ def test_every_number_in_a_result_table_comes_from_a_generated_block(results):
 def test_every_number_of_a_block_is_in_its_ledger(results):
     """Each 4-decimal value a block shows is a metric of a record in that table's ledger."""
     for table in results.TABLES.values():
+        if table.board:  # every number is a mean over seeds: the test below
+            continue
         records = results.read_ledger(table.ledger)
         values = set()
         for record in records:
@@ -77,7 +96,9 @@ def test_every_record_names_its_code_and_command(results):
             command = record.get("command") or by_script.get(record.get("run_id"), {}).get(
                 "command")
             assert command, (table.name, record.get("run_id"))
-            assert "per_user" not in record, f"{table.name}: per-user values are not needed"
+            # a board's finals keep what its significance marks are computed from
+            needed = table.board and record.get("kind") == "final"
+            assert ("per_user" in record) == bool(needed), (table.name, record.get("kind"))
         assert lines, f"{table.name} has no records: python docs/results.py make {table.name}"
 
 
@@ -93,3 +114,84 @@ def test_a_row_is_found_by_its_config(results):
     assert command[:4] == ["m6bench", "run", "--plugin", "m6-fusion"]
     assert "text_dropout=0.0" in command and "--seed" in command
     assert json.dumps(command)  # plain strings, runnable as they are
+
+
+# ================================================================ the official board
+def _cells(body: str) -> dict[str, dict[str, str]]:
+    """The Markdown table of ``leaderboard show``, by model, then by column."""
+    lines = [line for line in body.splitlines() if line.startswith("|")]
+    headers = [h.strip() for h in lines[0].strip("|").split("|")]
+    return {cells[1]: dict(zip(headers, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+
+
+def test_the_official_table_shows_each_models_mean_and_ci_over_its_finals(results):
+    """Recomputed here from the ledger's finals: mean and t-interval over the seeds, and
+    the trials each row ran against the board's budget."""
+    table = results.TABLES["official"]
+    records = results.read_ledger(table.ledger)
+    rows = _cells(table.render(table, records))
+    assert rows, "no rows: python docs/results.py import official LEDGER"
+    asked = {m.model: m.budget.trials for m in load_board(ROOT / table.board).models
+             if table.benchmark in m.benchmarks}
+    for model, row in rows.items():
+        finals = [r for r in records if r["kind"] == "final" and r["model"] == model]
+        trials = [r for r in records if r["kind"] == "trial" and r["model"] == model]
+        assert {f["seed"] for f in finals} == {0, 1, 2}, model
+        assert len({f["cut"]["fingerprint"] for f in finals}) == 1, "vary = init: one split"
+        assert row["trials"] == f"{len(trials)}/{asked[model]}", model
+        assert row["seeds"] == "3"
+        for metric in ("ndcg@10", "recall@10", "mrr@10"):
+            values = [f["metrics"]["test"][metric] for f in finals]
+            half = stats.t.ppf(0.975, 2) * statistics.stdev(values) / math.sqrt(3)
+            assert row[metric].startswith(f"{statistics.mean(values):.4f} ± {half:.4f}"), (
+                model, metric, row[metric])
+    ranked = sorted(rows.values(), key=lambda r: int(r["rank"]))
+    means = [float(r["ndcg@10"].split()[0]) for r in ranked]
+    assert means == sorted(means, reverse=True)
+    assert ranked[0]["ndcg@10"].endswith("*"), "the first row is marked best"
+
+
+def test_the_official_footer_names_the_board_commit_wall_time_and_machine(results):
+    table = results.TABLES["official"]
+    records = results.read_ledger(table.ledger)
+    footer = results.provenance(records, table)
+    assert "`m6bench board run leaderboard/board.toml --benchmark ml-100k`" in footer
+    commit = records[0]["code"]["harness"]["git"]["commit"]
+    assert f"at commit `{commit[:10]}` on {records[0]['started_at'][:10]}" in footer
+    assert "2 CPU cores, one process for ml-100k, shared with other work" in footer
+    started = min(datetime.fromisoformat(r["started_at"]) for r in records)
+    ended = max(datetime.fromisoformat(r["ended_at"]) for r in records)
+    assert f" {(ended - started).total_seconds() / 60:.0f} min wall time" in footer
+
+
+def test_a_board_ledger_keeps_trials_and_finals_and_only_the_finals_per_user_values(
+        results, tmp_path):
+    def record(kind, benchmark="ml-100k"):
+        return {"kind": kind, "benchmark": {"name": benchmark}, "run_id": kind + benchmark,
+                "per_user": {"users": [1, 2], "ndcg@10": [0.5, 1.0]}}
+
+    ledger = [record("trial"), record("final"), record("run"), record("final", "ml-1m")]
+    kept = results.results_board.keep("ml-100k", ledger)
+    assert [(r["kind"], "per_user" in r) for r in kept] == [("trial", False), ("final", True)]
+    assert "per_user" in ledger[0], "the records read are left as they were"
+    path = tmp_path / "board.jsonl.gz"
+    results.write_ledger(path, kept)
+    first = path.read_bytes()
+    assert results.read_ledger(path) == kept
+    assert json.loads(gzip.decompress(first).splitlines()[1]) == kept[1]
+    results.write_ledger(path, kept)
+    assert path.read_bytes() == first, "the same records make the same bytes (no mtime)"
+
+
+def test_the_anytime_svg_stands_alone(results):
+    """Shown as an image, the SVG cannot reach the site's stylesheet: it carries its size
+    and the plot's colours, and nothing it needs is fetched."""
+    svg = (ROOT / "docs" / "results" / "official-anytime.svg").read_text(encoding="utf-8")
+    assert svg.startswith("<svg ") and svg.rstrip().endswith("</svg>")
+    assert 'width="1280" height="340"' in svg.split(">", 1)[0]
+    style = svg.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert "svg .series-0 { stroke: #1f5fae; fill: #1f5fae; }" in style
+    assert "--muted: #5b6672" in style and "body" not in style
+    assert "http://" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert svg.count("<polyline") >= 2 * 4  # two panels, a curve per tuned model
