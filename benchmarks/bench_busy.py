@@ -5,8 +5,9 @@ torch's OpenMP runtime (libgomp) lets idle worker threads spin by default.  When
 process wants the same cores, a spinning worker burns the time slice its sibling needs, and
 2-thread training got 10-35x slower.  This benchmark measures that, per model:
 
-* ``before``: a fresh process with ``OMP_WAIT_POLICY`` unset (libgomp's default), as the
-  command line ran before it set the policy;
+* ``before``: a fresh process with ``OMP_WAIT_POLICY=ACTIVE``: workers spin while they
+  wait, as the command line ran before it set the policy (with the variable unset, libgomp
+  spins for a while before it sleeps, so an unset policy measures something in between);
 * ``after``: a fresh process that imports ``m6bench.cli`` first, exactly as ``m6bench``
   does, so the policy the command line chooses is the one measured.
 
@@ -82,6 +83,8 @@ def time_epochs(mode: str, model: str, load: str, args: argparse.Namespace) -> l
     """Seconds of each epoch after the warm-up ones in one fresh process; ``inf`` when
     the process ran past ``--load-seconds`` (shown as ``> N``)."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if mode == "before":
+        env["OMP_WAIT_POLICY"] = "ACTIVE"
     command = [sys.executable, "-c", WORKER, mode, MODELS[model], model, str(args.threads),
                str(args.warmup + args.epochs)]
     spinners = start_load(args.cores, args.load_seconds) if load == "busy" else []
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     from tabulate import tabulate
 
     args = parse_args(argv)
+    load_start = os.getloadavg()
     cells = [(model, mode, load) for model in args.models for mode in MODES for load in LOADS]
     seconds: dict[tuple[str, str, str], list[float]] = {cell: [] for cell in cells}
     for repeat in range(args.repeats):  # interleaved: drift in the machine's load hits all
@@ -144,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
                    tablefmt="github"))
     print(f"{os.cpu_count()} cores, {args.cores} busy processes, torch threads "
           f"{args.threads or 'default'}, {args.epochs} timed epochs x {args.repeats} "
-          f"processes per cell; load average {os.getloadavg()[0]:.1f}")
+          f"processes per cell; load average (1/5/15 min) at start "
+          f"{'/'.join(f'{v:.2f}' for v in load_start)}, at end "
+          f"{'/'.join(f'{v:.2f}' for v in os.getloadavg())} (the busy processes included)")
     if args.out:
         raw: dict[str, Any] = {"/".join(cell): values for cell, values in seconds.items()}
         with open(args.out, "w") as handle:

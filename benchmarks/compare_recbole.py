@@ -67,7 +67,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -75,6 +74,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _peers_common
+from _peers_common import (
+    build_venv,
+    default_threads,
+    log_tail,
+    m6bench_versions,
+    machine,
+    median_seconds,
+    pinned_env,
+    render_checks,
+    run_child,
+    venv_python,
+)
+from _peers_common import fmt as _fmt
+from _peers_common import ratio as _ratio
 
 VENV_ENV = "RECBOLE_VENV"
 DEFAULT_VENV = Path("/tmp/recbole-venv")
@@ -180,16 +195,8 @@ class DataUnavailable(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- RecBole venv
-def venv_python(venv: Path) -> Path:
-    return Path(venv) / "bin" / "python"
-
-
 def recbole_env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               PYTHONWARNINGS="ignore")
-    return env
+    return {**pinned_env(threads), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 
 def check_recbole(venv: Path) -> dict[str, str]:
@@ -224,12 +231,7 @@ def check_recbole(venv: Path) -> dict[str, str]:
 
 def setup_recbole(venv: Path, python: str = sys.executable) -> None:
     """Create ``venv`` and install RecBole with the recipe (a few minutes of downloads)."""
-    venv = Path(venv)
-    steps = [[python, "-m", "venv", str(venv)]]
-    steps += [[str(venv_python(venv)), "-m", "pip", "install", *packages] for packages in RECIPE]
-    for step in steps:
-        print("$", " ".join(step), flush=True)
-        subprocess.run(step, check=True)
+    build_venv(venv, RECIPE, python)
 
 
 # ---------------------------------------------------------------------------- data
@@ -314,15 +316,6 @@ def epochs_cap(caps: Mapping[str, int], model: str, dataset: str) -> int:
 
 
 # ---------------------------------------------------------------------------- m6bench side
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(max(1, repeats)):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def matmul_floor(n_users: int, n_items: int, dim: int, batch_size: int, repeats: int) -> float:
     """Median seconds of ``(n_users, dim) @ (dim, n_items)`` in batches of ``batch_size``."""
     import torch
@@ -335,7 +328,7 @@ def matmul_floor(n_users: int, n_items: int, dim: int, batch_size: int, repeats:
             users[start : start + batch_size] @ items.T
 
     multiply()
-    return _median_seconds(multiply, repeats)
+    return median_seconds(multiply, repeats)
 
 
 def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, seed: int,
@@ -371,7 +364,7 @@ def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, se
         if part != "test":
             valid_times.append(seconds)
             return result
-        more = [_median_seconds(lambda: original(model, bench, part, tasks=tasks,
+        more = [median_seconds(lambda: original(model, bench, part, tasks=tasks,
                                                  batch_size=batch_size), 1)
                 for _ in range(eval_repeats - 1)]
         test["eval_s_all"] = [seconds, *more]
@@ -511,40 +504,6 @@ main()
 '''
 
 
-def run_child(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
-              timeout: float | None, echo: str | None = None) -> tuple[int, float, float]:
-    """Run ``cmd`` with its output in ``log_path``; (exit code, peak RSS MB, wall seconds).
-
-    The peak RSS is the child's own (``os.wait4``), not the sum over earlier children.
-    """
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(env), cwd=cwd, text=True, bufsize=1)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
-        if timer is not None:
-            timer.start()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            if echo is not None:
-                sys.stdout.write(f"{echo} {line}")
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if timer is not None:
-            timer.cancel()
-    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
-    return proc.returncode, usage.ru_maxrss * scale, time.perf_counter() - started
-
-
-def _log_tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def run_recbole_side(pair: Pair, dataset: str, config: Mapping[str, Any], *, venv: Path,
                      threads: int, eval_repeats: int, workdir: Path, timeout: float | None,
                      echo: bool = False) -> Side:
@@ -569,7 +528,7 @@ def run_recbole_side(pair: Pair, dataset: str, config: Mapping[str, Any], *, ven
     if code != 0 or not result_path.exists():
         side.status = "failed"
         side.error = (f"RecBole {pair.recbole} on {dataset} exited with status {code}; "
-                      f"log {log_path}:\n{_log_tail(log_path)}")
+                      f"log {log_path}:\n{log_tail(log_path)}")
         return side
     result = json.loads(result_path.read_text())
     for key in ("epochs", "best_epoch", "train_s", "epoch_s", "eval_s", "valid_eval_s",
@@ -605,7 +564,7 @@ def run_m6bench_child(pair: Pair, dataset: str, *, epochs: int, patience: int, s
         return Side("m6bench", pair.model, dataset, status="failed", peak_rss_mb=peak,
                     wall_s=wall, log=str(log_path),
                     error=(f"m6bench {pair.model} on {dataset} exited with status {code}; "
-                           f"log {log_path}:\n{_log_tail(log_path)}"))
+                           f"log {log_path}:\n{log_tail(log_path)}"))
     side = Side(**json.loads(result_path.read_text()))
     side.peak_rss_mb, side.wall_s, side.log = peak, wall, str(log_path)
     return side
@@ -623,12 +582,6 @@ def _worker(spec_path: str) -> int:
 
 
 # ---------------------------------------------------------------------------- the table
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    return numerator / denominator
-
-
 @dataclass
 class Row:
     pair: Pair
@@ -656,20 +609,6 @@ class Row:
 HEADERS = ["model (m6bench / RecBole)", "data", "epochs m6/rb", "s/epoch m6", "s/epoch rb",
            "epoch x", "s/eval m6", "s/eval rb", "eval x", "eval/matmul m6", "peak MB m6",
            "peak MB rb", "R@10 m6", "R@10 rb", "N@10 m6", "N@10 rb", "N@10 m6/rb"]
-
-
-def _fmt(value: float | None, kind: str = "s") -> str:
-    if value is None:
-        return "—"
-    if kind == "x":
-        return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
-    if kind == "m":
-        return f"{value:.4f}"
-    if kind == "mb":
-        return f"{value:,.0f}"
-    if kind == "r":
-        return f"{value:.3f}"
-    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
 
 
 def _epochs(side: Side) -> str:
@@ -731,27 +670,6 @@ def acceptance_checks(rows: Sequence[Row]) -> list[dict[str, Any]]:
         add(f"{label}: test NDCG@10 m6bench / RecBole {row.pair.recbole}", value,
             f">= {1 - NDCG_TOLERANCE:g}", value is not None and value >= 1 - NDCG_TOLERANCE)
     return checks
-
-
-def render_checks(checks: Sequence[Mapping[str, Any]]) -> str:
-    lines = []
-    for check in checks:
-        mark = {True: "PASS", False: "FAIL", None: "n/a "}[check["passed"]]
-        value = "—" if check["value"] is None else f"{check['value']:.3f}"
-        lines.append(f"  {mark}  {check['check']}: {value} (target {check['target']})")
-    return "\n".join(lines)
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"cores": os.cpu_count(), "loadavg": os.getloadavg()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
 
 
 # ---------------------------------------------------------------------------- the ledgers
@@ -937,13 +855,6 @@ def _epoch_caps(items: Sequence[str]) -> dict[str, int]:
     return caps
 
 
-def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run the same models on the same data with the same protocol in m6bench "
@@ -1029,7 +940,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "patience": args.patience, "seed": args.seed,
                 "eval_repeats": args.eval_repeats, "device": args.device,
                 "m6bench_set": args.m6bench_set, "recbole_set": args.recbole_set}
-    versions = {"recbole_venv": recbole_versions, **_m6bench_versions()}
+    versions = {"recbole_venv": recbole_versions, **m6bench_versions()}
     codes: dict[str, dict[str, Any]] = {}
     if args.ledger:  # the code as it is when this invocation starts, as run records name it
         from m6bench import load_catalog
@@ -1142,20 +1053,6 @@ def _report_side(side: Side) -> None:
               f"({_fmt(side.wall_s)} s)", flush=True)
     else:
         print(f"   {side.system:8s} {side.model:9s} {side.status}: {side.error}", flush=True)
-
-
-def _m6bench_versions() -> dict[str, str | None]:
-    import importlib.metadata
-    import platform
-
-    def version(name: str) -> str | None:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    return {"python": platform.python_version(), "m6bench": version("m6bench"),
-            "torch": version("torch")}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +74,24 @@ class PreparedBenchmark:
     @property
     def device(self) -> torch.device:
         return self.train.device
+
+    def export_split(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the cut for another library to train and be scored on, in m6bench's user
+        and item indices: ``train_indptr.npy`` / ``train_indices.npy`` (the binary CSR
+        training matrix), ``valid.npy`` / ``test.npy`` ((n, 2) int64 user, item pairs) and
+        ``meta.json`` (dataset, benchmark, version, n_users, n_items).  Returns the folder."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        matrix = self.train.matrix.cpu()
+        np.save(folder / "train_indptr.npy", matrix.crow_indices().numpy().astype(np.int64))
+        np.save(folder / "train_indices.npy", matrix.col_indices().numpy().astype(np.int64))
+        for name, part in (("valid", self.valid), ("test", self.test)):
+            pairs = np.stack([part.users.cpu().numpy(), part.items.cpu().numpy()], axis=1)
+            np.save(folder / f"{name}.npy", pairs.astype(np.int64))
+        (folder / "meta.json").write_text(json.dumps({
+            "dataset": self.spec.dataset, "benchmark": self.spec.name, "version": self.version,
+            "n_users": self.train.n_users, "n_items": self.train.n_items}, indent=1))
+        return folder
 
 
 def item_text(dataset: Dataset) -> list[str] | None:

@@ -169,6 +169,27 @@ def plan_run(request: RunRequest, catalog: Catalog | None = None) -> RunPlan:
     )
 
 
+def load_benchmark(
+    benchmark: str | None = None,
+    *,
+    dataset: str | None = None,
+    protocol: str | None = None,
+    seed: int = 0,
+    split_seed: int | None = None,
+    device: str | torch.device = "cpu",
+    catalog: Catalog | None = None,
+) -> PreparedBenchmark:
+    """A benchmark by name (or a dataset's default benchmark, or the embedded default),
+    loaded, cut and on ``device`` exactly as ``m6bench run --benchmark/--dataset/--protocol
+    --seed`` prepares it: for notebooks, and for scripts that hand m6bench's split to another
+    library (:meth:`PreparedBenchmark.export_split`)."""
+    catalog = catalog or load_catalog()
+    spec, _ = resolve_benchmark(catalog, benchmark=benchmark, dataset=dataset,
+                                protocol=protocol)
+    return prepare_benchmark(catalog, spec, seed=seed, split_seed=split_seed,
+                             device=torch.device(device))
+
+
 def prepare(plan: RunPlan) -> PreparedBenchmark:
     """The plan's benchmark loaded, cut and on its device (its version known): what
     :func:`execute` runs on; bad data raises here, before anything is recorded."""

@@ -1,0 +1,156 @@
+"""What the peer comparisons (compare_recbole.py, compare_peers.py) share: the peer's virtual
+environment, child processes with their own peak memory, thread pinning, the machine's
+description, number formatting and the PASS/FAIL lines.
+
+A sibling module, not a package: the scripts put their own folder on ``sys.path`` to import it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+# ---------------------------------------------------------------------------- venv, children
+def venv_python(venv: Path) -> Path:
+    return Path(venv) / "bin" / "python"
+
+
+def build_venv(venv: Path, recipe: Sequence[Sequence[str]], python: str = sys.executable
+               ) -> None:
+    """Create ``venv`` with ``python -m venv`` and run one ``pip install`` per recipe line."""
+    venv = Path(venv)
+    steps = [[python, "-m", "venv", str(venv)]]
+    steps += [[str(venv_python(venv)), "-m", "pip", "install", *packages] for packages in recipe]
+    for step in steps:
+        print("$", " ".join(step), flush=True)
+        subprocess.run(step, check=True)
+
+
+def pinned_env(threads: int, *, wait_policy: str | None = None) -> dict[str, str]:
+    """This process's environment with every thread pool a side may use pinned to
+    ``threads``; ``wait_policy`` sets ``OMP_WAIT_POLICY`` (PASSIVE: idle OpenMP threads sleep
+    instead of spinning on cores other processes need)."""
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               OPENBLAS_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
+    if wait_policy is not None:
+        env["OMP_WAIT_POLICY"] = wait_policy
+    return env
+
+
+def run_child(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
+              timeout: float | None, echo: str | None = None) -> tuple[int, float, float]:
+    """Run ``cmd`` with its output in ``log_path``; (exit code, peak RSS MB, wall seconds).
+
+    The peak RSS is the child's own (``os.wait4``), not the sum over earlier children.
+    """
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(env), cwd=cwd, text=True, bufsize=1)
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer is not None:
+            timer.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if echo is not None:
+                sys.stdout.write(f"{echo} {line}")
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if timer is not None:
+            timer.cancel()
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
+    return proc.returncode, usage.ru_maxrss * scale, time.perf_counter() - started
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------- the machine
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cores": os.cpu_count(), "loadavg": os.getloadavg()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def m6bench_versions() -> dict[str, str | None]:
+    import importlib.metadata
+    import platform
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "m6bench": version("m6bench"),
+            "torch": version("torch")}
+
+
+# ---------------------------------------------------------------------------- figures
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def fmt(value: float | None, kind: str = "s") -> str:
+    """A figure for a table: ``s`` seconds (3 significant digits), ``x`` a ratio, ``m`` a
+    metric (4 decimals), ``mb`` megabytes, ``r`` a metric ratio (3 decimals)."""
+    if value is None:
+        return "—"
+    if kind == "x":
+        return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
+    if kind == "m":
+        return f"{value:.4f}"
+    if kind == "mb":
+        return f"{value:,.0f}"
+    if kind == "r":
+        return f"{value:.3f}"
+    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+
+
+def render_checks(checks: Sequence[Mapping[str, Any]]) -> str:
+    """One ``PASS`` / ``FAIL`` / ``n/a`` line per check (n/a: a figure is missing)."""
+    lines = []
+    for check in checks:
+        mark = {True: "PASS", False: "FAIL", None: "n/a "}[check["passed"]]
+        value = "—" if check["value"] is None else f"{check['value']:.3f}"
+        lines.append(f"  {mark}  {check['check']}: {value} (target {check['target']})")
+    return "\n".join(lines)
