@@ -162,34 +162,104 @@ def test_itemknn_keeps_only_the_k_most_similar_items(catalog):
     assert model.neighbours.shape == model.weights.shape == (TINY.shape[1], k)
 
 
-def test_bpr_mf_hand_gradients_equal_autograd_through_its_components(catalog):
+BPR_CONFIG = {"dim": 5, "init_std": 0.3, "lr": 0.05, "l2": 0.05, "batch_size": 6,
+              "negatives": "true"}
+# Repeated users and items: their rows' gradients must add up.
+BPR_USERS = torch.tensor([0, 3, 3, 8, 0, 5])
+BPR_POSITIVES = torch.tensor([1, 1, 4, 6, 2, 1])
+BPR_NEGATIVES = torch.tensor([6, 0, 1, 1, 6, 3])
+
+
+def bpr_model(catalog):
     from m6bench_classic.factorisation import BPRMF
 
     rng = np.random.default_rng(0)
-    train = tiny_train(rng.random((9, 7)) < 0.4, catalog)
-    model = BPRMF(train, {"dim": 5, "init_std": 0.3, "lr": 0.01, "l2": 0.05,
-                          "batch_size": 6, "negatives": "true"})
-    # repeated users and items: their rows' gradients must add up
-    users = torch.tensor([0, 3, 3, 8, 0, 5])
-    positives = torch.tensor([1, 1, 4, 6, 2, 1])
-    negatives = torch.tensor([6, 0, 1, 1, 6, 3])
-    bpr, l2 = model.set_gradients(users, positives, negatives)
-    hand = [model.user_encoder.weight.grad.clone(), model.item_encoder.weight.grad.clone()]
+    return BPRMF(tiny_train(rng.random((9, 7)) < 0.4, catalog), BPR_CONFIG)
 
-    model.zero_grad(set_to_none=True)
+
+def autograd_bpr_loss(model, users, positives, negatives):
+    """The batch's summed BPR loss through the model's components, with autograd on."""
     user_vectors = model.user_encoder(users)
     positive_vectors = model.item_encoder(positives)
     negative_vectors = model.item_encoder(negatives)
-    expected_bpr = model.head(model.fusion(user_vectors, positive_vectors),
-                              model.fusion(user_vectors, negative_vectors))
-    expected_l2 = 0.05 * sum(v.pow(2).sum() for v in (user_vectors, positive_vectors,
-                                                      negative_vectors)) / 6
+    ranking = model.head(model.fusion(user_vectors, positive_vectors),
+                         model.fusion(user_vectors, negative_vectors)) * users.numel()
+    l2 = BPR_CONFIG["l2"] * sum(v.pow(2).sum() for v in (user_vectors, positive_vectors,
+                                                          negative_vectors))
+    return ranking, l2
+
+
+def test_bpr_mf_hand_gradients_equal_autograd_through_its_components(catalog):
+    model = bpr_model(catalog)
+    items = torch.cat([BPR_POSITIVES, BPR_NEGATIVES])
+    user_rows, item_rows, bpr, l2 = model.row_gradients(BPR_USERS, items)
+    hand_users = torch.zeros(9, 5).index_add_(0, BPR_USERS, user_rows)
+    hand_items = torch.zeros(7, 5).index_add_(0, items, item_rows)
+
+    expected_bpr, expected_l2 = autograd_bpr_loss(model, BPR_USERS, BPR_POSITIVES,
+                                                  BPR_NEGATIVES)
     (expected_bpr + expected_l2).backward()
-    assert float(bpr) == pytest.approx(float(expected_bpr), rel=1e-6)
-    assert float(l2) == pytest.approx(float(expected_l2), rel=1e-6)
-    torch.testing.assert_close(hand[0], model.user_encoder.weight.grad)
-    torch.testing.assert_close(hand[1], model.item_encoder.weight.grad)
-    assert hand[0][[1, 2, 4, 6, 7]].abs().sum() == 0  # users outside the batch
+    assert float(bpr) == pytest.approx(expected_bpr.item(), rel=1e-6)
+    assert float(l2) == pytest.approx(expected_l2.item(), rel=1e-6)
+    torch.testing.assert_close(hand_users, model.user_encoder.weight.grad)
+    torch.testing.assert_close(hand_items, model.item_encoder.weight.grad)
+    assert hand_users[[1, 2, 4, 6, 7]].abs().sum() == 0  # users outside the batch
+
+
+def test_bpr_mf_steps_are_torch_adagrad_on_the_autograd_gradient(catalog):
+    model = bpr_model(catalog)
+    reference = bpr_model(catalog)
+    reference.load_state_dict(model.state_dict())
+    initial_users = model.user_encoder.weight.clone()
+    tables = [reference.user_encoder.weight, reference.item_encoder.weight]
+    optimizer = torch.optim.Adagrad(tables, lr=BPR_CONFIG["lr"])
+    # Three steps: the second and third divide by sums of squares the first ones built.
+    for shift in range(3):
+        users, positives = BPR_USERS.roll(shift), BPR_POSITIVES.roll(shift)
+        bpr, l2 = model.step(users, positives, BPR_NEGATIVES)
+        optimizer.zero_grad()
+        expected_bpr, expected_l2 = autograd_bpr_loss(reference, users, positives,
+                                                      BPR_NEGATIVES)
+        (expected_bpr + expected_l2).backward()
+        optimizer.step()
+        assert float(bpr + l2) == pytest.approx((expected_bpr + expected_l2).item(), rel=1e-5)
+        torch.testing.assert_close(model.user_encoder.weight, tables[0])
+        torch.testing.assert_close(model.item_encoder.weight, tables[1])
+    moved = (model.user_encoder.weight != initial_users).any(dim=1)
+    assert moved.tolist() == [True, False, False, True, False, True, False, False, True]
+
+
+def test_distinct_rows_equal_torch_unique():
+    from m6bench_classic.factorisation import distinct_rows
+
+    index = torch.tensor([7, 2, 7, 0, 9, 2, 2])
+    rows, position = distinct_rows(index, 12)
+    expected_rows, expected_position = torch.unique(index, return_inverse=True)
+    assert rows.tolist() == expected_rows.tolist() == [0, 2, 7, 9]
+    assert position.tolist() == expected_position.tolist()
+
+
+@pytest.mark.parametrize("extra_rows", [0, 2], ids=["dense-pass", "distinct-rows"])
+def test_adagrad_rows_adds_up_repeated_rows_before_squaring(extra_rows):
+    # Three gathered indices: a 3-row table takes the dense pass, a 5-row one the
+    # distinct-rows path; both must give the same hand-computed step.
+    from m6bench_classic.factorisation import ADAGRAD_EPS, adagrad_rows
+
+    untouched = [[7.0 + row, -1.0] for row in range(extra_rows)]
+    table = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], *untouched])
+    squares = torch.tensor([[0.0, 0.0], [0.0, 0.0], [9.0, 16.0]] + [[1.0, 1.0]] * extra_rows)
+    # Row 2 receives (1, 1) twice: its gradient is (2, 2), its sums become 9 + 4, 16 + 4.
+    adagrad_rows(table, squares, torch.tensor([2, 0, 2]),
+                 torch.tensor([[1.0, 1.0], [0.5, -2.0], [1.0, 1.0]]), lr=0.1)
+    torch.testing.assert_close(squares, torch.tensor(
+        [[0.25, 4.0], [0.0, 0.0], [13.0, 20.0]] + [[1.0, 1.0]] * extra_rows))
+    expected = torch.tensor([
+        [1.0 - 0.1 * 0.5 / (0.5 + ADAGRAD_EPS), 2.0 + 0.1 * 2.0 / (2.0 + ADAGRAD_EPS)],
+        [3.0, 4.0],  # never touched
+        [5.0 - 0.1 * 2.0 / math.sqrt(13.0), 6.0 - 0.1 * 2.0 / math.sqrt(20.0)],
+        *untouched,
+    ])
+    torch.testing.assert_close(table, expected)
 
 
 def test_ials_half_step_is_the_confidence_weighted_least_squares_solution():
@@ -353,3 +423,21 @@ def test_the_ials_loss_is_the_dense_weighted_objective_summed_by_hand():
     ) + l2 * (x.pow(2).sum() + y.pow(2).sum())
     got = ials_loss(x, y, dense.to_sparse_csr(), alpha, l2)
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_ials_logs_its_loss_only_when_asked(catalog):
+    from m6bench_classic import IALS
+
+    config = {"dim": 3, "alpha": 2.0, "l2": 0.5, "init_std": 0.1, "cg_steps": 2,
+              "block_size": 4}
+    quiet = IALS(tiny_train(TINY, catalog), {**config, "report_loss": False})
+    train = tiny_train(TINY, catalog)
+    logged = IALS(train, {**config, "report_loss": True})
+    assert quiet.fit_epoch(train, 1) == {}
+    losses = logged.fit_epoch(train, 1)
+    # The same start and the same solve: the loss does not change the training.
+    assert torch.equal(quiet.user_factors, logged.user_factors)
+    assert torch.equal(quiet.item_factors, logged.item_factors)
+    expected = ials_loss(logged.user_factors, logged.item_factors,
+                         torch.from_numpy(TINY).to_sparse_csr(), 2.0, 0.5) / TINY.shape[0]
+    assert losses == {"weighted_squared_error": pytest.approx(float(expected), rel=1e-6)}

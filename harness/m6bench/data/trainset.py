@@ -154,7 +154,8 @@ class TrainSet:
         whose fixed overhead dominates on a CPU."""
         order = torch.randperm(self.n_interactions, generator=self.generator,
                                device=self.generator.device).to(self.device)
-        users, positives = self.users[order], self.items[order]
+        # index_select rather than [order]: the advanced-indexing path is ~20x slower on a CPU
+        users, positives = self.users.index_select(0, order), self.items.index_select(0, order)
         negatives = (self.sample_true_negatives(users) if true_negatives
                      else self.sample_negatives(users.numel()))
         return zip(users.split(batch_size), positives.split(batch_size),
@@ -169,7 +170,7 @@ class TrainSet:
         keys = users * self.n_items + items
         bitmap = self._bitmap
         if bitmap is not None:
-            return (bitmap[keys >> 3] >> (keys & 7).to(torch.uint8)) & 1 == 1
+            return (bitmap.index_select(0, keys >> 3) >> (keys & 7).to(torch.uint8)) & 1 == 1
         sorted_keys = self._sorted_keys
         position = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.numel() - 1)
         return sorted_keys[position] == keys
