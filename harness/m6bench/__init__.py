@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "TrainSet": "m6bench.data.trainset",
     "require_memory": "m6bench.data.memory",
     "cache_dir": "m6bench.environment",
+    "atomic_file": "m6bench.files",
     "ArtifactError": "m6bench.errors",
     "ConfigError": "m6bench.errors",
     "DatasetError": "m6bench.errors",

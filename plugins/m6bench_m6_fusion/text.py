@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -160,12 +159,5 @@ class TextVectorCache:
 
     @staticmethod
     def _store(path: Path, vector: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, np.ascontiguousarray(vector, dtype=np.float32))
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with m6bench.atomic_file(path) as stream:
+            np.save(stream, np.ascontiguousarray(vector, dtype=np.float32))

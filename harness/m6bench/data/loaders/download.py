@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 from m6bench.data.loaders.hashing import Checksum, remember_digest
 from m6bench.data.loaders.options import one_line
 from m6bench.errors import DatasetError
+from m6bench.files import atomic_file
 
 
 def checksum_error(
@@ -39,35 +38,26 @@ def download_archive(url: str, target: Path, expected: Checksum, variant: str,
     checksum matches, so an interrupted or corrupt download never leaves a file that a later
     run would trust.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{variant}.", suffix=".part"
-    )
-    temporary = Path(temporary_name)
     # sha256 always (fingerprints of local files use it), plus the pinned algorithm if other.
     digests = {name: hashlib.new(name) for name in {"sha256", expected.algorithm}}
-    try:
-        with os.fdopen(handle, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    while chunk := response.read(1 << 20):
-                        for digest in digests.values():
-                            digest.update(chunk)
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise DatasetError(
-                    f"Downloading {variant} from {url} failed: {one_line(exc)}. Check "
-                    "the network and the url option, or pass a local copy with "
-                    f"--dataset-opt archive=PATH (or put {target.name} in the folder "
-                    "M6BENCH_DATA_DIR names)."
-                ) from None
+    with atomic_file(target, prefix=f".{variant}.", suffix=".part") as out:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                while chunk := response.read(1 << 20):
+                    for digest in digests.values():
+                        digest.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DatasetError(
+                f"Downloading {variant} from {url} failed: {one_line(exc)}. Check "
+                "the network and the url option, or pass a local copy with "
+                f"--dataset-opt archive=PATH (or put {target.name} in the folder "
+                "M6BENCH_DATA_DIR names)."
+            ) from None
         actual = {name: digest.hexdigest() for name, digest in digests.items()}
         if actual[expected.algorithm] != expected.hexdigest:
             raise checksum_error(variant, url, expected, actual[expected.algorithm],
                                  actual["sha256"])
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     for name, value in actual.items():
         remember_digest(target, value, name)
     return target
