@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import optuna
@@ -69,34 +70,48 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _lines_of(process: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Collects a process's output lines as they come, so a test can wait for one."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
+
+
 def test_sweep_and_worker_share_a_postgres_study(postgres_url, tmp_path):
     env = {**os.environ, "M6BENCH_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
     study = "shared-bpr"
     trials = 10
-    common = ["--storage", postgres_url, "--quiet"]
+    # the worker starts first and waits for the study, so it is ready when the sweep's
+    # trials begin: started after them, it could find the budget already used
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "m6bench.cli", "worker", "--study", study, "--device", "cpu",
+         "--ledger", str(tmp_path / "b.jsonl"), "--storage", postgres_url, "--wait", "300"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker_lines, worker_reader = _lines_of(worker)
+    deadline = time.monotonic() + 120
+    while not any("waiting up to 300 s" in line for line in worker_lines):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            worker.kill()
+            pytest.fail("the worker never waited for the study:\n" + "".join(worker_lines))
+        time.sleep(0.2)
     sweep = subprocess.Popen(
         [sys.executable, "-m", "m6bench.cli", "sweep", "--plugin", "classic", "--model",
          "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200", "--dataset-opt",
          "n_items=120", "--trials", str(trials), "--seeds", "0", "--pruner", "none", "--set",
-         "epochs=10", "--study", study, "--ledger", str(tmp_path / "a.jsonl"), *common],
+         "epochs=10", "--study", study, "--ledger", str(tmp_path / "a.jsonl"),
+         "--storage", postgres_url, "--quiet"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    storage = make_storage(postgres_url)
-    while time.monotonic() < deadline:
-        names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
-        if study in names:
-            break
-        time.sleep(0.5)
-    else:
-        sweep.kill()
-        pytest.fail("the sweep never created its study:\n" + (sweep.stdout.read() or ""))
-    worker = subprocess.run(
-        [sys.executable, "-m", "m6bench.cli", "worker", "--study", study, "--device", "cpu",
-         "--ledger", str(tmp_path / "b.jsonl"), *common],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     output, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, output
-    assert worker.returncode == 0, worker.stdout + worker.stderr
+    assert worker.wait(timeout=600) == 0, "".join(worker_lines)
+    worker_reader.join(timeout=60)
+    storage = make_storage(postgres_url)
 
     counts = finished_counts(optuna.load_study(study_name=study, storage=storage))
     assert counts["finished"] == trials and counts["running"] == 0
@@ -122,15 +137,9 @@ def test_a_storage_password_reaches_no_record_output_or_page(postgres_url, tmp_p
          "n_items=90", "--trials", "4", "--seeds", "2", "--pruner", "none", "--study", study,
          "--storage", url, "--ledger", str(ledger)],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    storage = make_storage(postgres_url)
-    while time.monotonic() < deadline:
-        if study in [s.study_name for s in optuna.study.get_all_study_summaries(storage)]:
-            break
-        time.sleep(0.5)
     worker = subprocess.run(
         [sys.executable, "-m", "m6bench.cli", "worker", "--storage", url, "--study", study,
-         "--device", "cpu", "--ledger", str(ledger)],
+         "--device", "cpu", "--ledger", str(ledger), "--wait", "300"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     out, err = sweep.communicate(timeout=600)
     assert sweep.returncode == 0, out + err

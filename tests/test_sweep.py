@@ -344,6 +344,43 @@ def test_worker_joins_a_shared_study(tmp_path):
         join_study(storage, result.study_name + "x")
 
 
+def test_a_worker_waits_for_a_study_whose_sweep_has_not_written_its_spec_yet(tmp_path):
+    import threading
+
+    from m6bench.errors import ConfigError
+    from m6bench.sweeps.sweep import STUDY_SPEC_ATTRS, join_study, sweep
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    result = sweep("classic", model="ease", dataset="synthetic", dataset_options=SMALL,
+                   trials=1, seeds=0, storage=storage, ledger=tmp_path / "a.jsonl")
+    spec = optuna.load_study(study_name=result.study_name,
+                             storage=make_storage(storage)).user_attrs
+    assert set(STUDY_SPEC_ATTRS) == set(spec)  # the worker waits for exactly what sweep writes
+
+    with pytest.raises(ConfigError, match="--wait SECONDS"):
+        join_study(storage, "not-yet", wait=0)
+    late = optuna.create_study(study_name="late", storage=make_storage(storage),
+                               direction="maximize")
+    late.set_user_attr("plugin", spec["plugin"])  # created, the rest of its spec still to come
+    with pytest.raises(ConfigError, match="has not finished writing its spec"):
+        join_study(storage, "late", wait=0)
+
+    def finish_the_spec() -> None:
+        time.sleep(1.0)
+        for key, value in spec.items():
+            late.set_user_attr(key, value)
+
+    writer = threading.Thread(target=finish_the_spec)
+    writer.start()
+    lines: list[str] = []
+    joined = join_study(storage, "late", wait=60, device="cpu", report=lines.append,
+                        ledger=tmp_path / "b.jsonl")
+    writer.join()
+    assert lines[0] == "waiting up to 60 s for study late to be created"
+    assert joined.counts["complete"] == 1
+    assert [r["sweep_id"] for r in read_ledger(tmp_path / "b.jsonl").records] == ["late"]
+
+
 def test_opening_a_fresh_database_survives_another_process_writing_its_schema(tmp_path,
                                                                               monkeypatch):
     url = f"sqlite:///{tmp_path / 'race.db'}"

@@ -106,8 +106,12 @@ def sweep(plugin: str, model: str | None, benchmark: str | None, dataset: str | 
 @click.option("--study", "study_name", required=True, help="The study to join.")
 @common.device_option()
 @common.ledger_option("Ledger file for this worker's runs.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for the study to be created, for a worker started before "
+                   "the sweep that creates it (a job scheduler's array, say).")
 @click.option("--quiet", is_flag=True, help=QUIET_HELP)
-def worker(storage: str, study_name: str, device: str, ledger: str | None, quiet: bool) -> None:
+def worker(storage: str, study_name: str, device: str, ledger: str | None, wait_seconds: float,
+           quiet: bool) -> None:
     """Join a shared study and run trials until its budget is used.
 
     Exits with status 1 when the study ends with no complete trial (see `sweep`).
@@ -115,7 +119,8 @@ def worker(storage: str, study_name: str, device: str, ledger: str | None, quiet
     from m6bench.sweeps.sweep import check_complete, join_study
 
     result = join_study(storage, study_name, device=device, ledger=ledger,
-                        report=common.reporter(quiet), report_failure=common.failure_reporter())
+                        report=common.reporter(quiet), report_failure=common.failure_reporter(),
+                        wait=wait_seconds)
     counts = result.counts
     click.echo(f"study {study_name}: finished {counts['finished']} trials "
                f"({counts['complete']} complete, {counts['pruned']} pruned, "

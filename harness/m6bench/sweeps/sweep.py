@@ -83,6 +83,48 @@ def check_complete(result: SweepResult, ledger: str | os.PathLike[str] | None) -
 
 
 
+# what a sweep writes on its study, and what a worker needs before it can join
+STUDY_SPEC_ATTRS = ("plugin", "model", "benchmark", "trials", "timeout", "pruner",
+                    "sampler_seed", "trial_seed", "overrides", "benchmark_version", "dataset",
+                    "dataset_options", "metric")
+STUDY_POLL_SECONDS = 0.5
+
+
+def _wait_for_study(storage: str, study_name: str, wait: float,
+                    report: Callable[[str], None]) -> optuna.Study:
+    """The shared study once it exists with its whole spec (the sweep writes the spec's
+    attributes just after creating it), polling for up to ``wait`` seconds."""
+    deadline = time.monotonic() + max(0.0, wait)
+    waiting_reported = False
+    while True:
+        try:
+            summaries = optuna.study.get_all_study_summaries(make_storage(storage),
+                                                             include_best_trial=False)
+        except Exception as exc:
+            raise ConfigError(redact_text(f"Cannot open the Optuna storage {storage!r}: {exc}. "
+                                          "Check the URL, the server and the credentials.")
+                              ) from exc
+        names = [s.study_name for s in summaries]
+        if study_name in names:
+            study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+            if all(key in study.user_attrs for key in STUDY_SPEC_ATTRS):
+                return study
+        if time.monotonic() >= deadline:
+            break
+        if not waiting_reported:
+            report(f"waiting up to {wait:g} s for study {study_name} to be created")
+            waiting_reported = True
+        time.sleep(STUDY_POLL_SECONDS)
+    if study_name in names:
+        raise ConfigError(f"Study {study_name} exists but its sweep has not finished writing "
+                          "its spec. Pass --wait SECONDS to wait for it.")
+    from m6bench.errors import did_you_mean
+
+    raise ConfigError(did_you_mean(study_name, names, what="study") +
+                      " Start it with `m6bench sweep ... --storage URL` first, or pass "
+                      "--wait SECONDS to wait for it.")
+
+
 def _open_study(spec: SweepSpec, plan: RunPlan, storage: str, study_name: str) -> optuna.Study:
     study = optuna.create_study(
         study_name=study_name,
@@ -276,23 +318,16 @@ def _final_from_best_trial(plan: RunPlan, records: Sequence[Mapping[str, Any]],
 def join_study(storage: str, study_name: str, *, device: str = "auto",
                ledger: str | os.PathLike[str] | None = None,
                report: Callable[[str], None] = lambda line: None,
-               report_failure: Callable[[str], None] | None = None) -> SweepResult:
-    """A worker: load a shared study by name and run trials until its budget is used."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        summaries = optuna.study.get_all_study_summaries(make_storage(storage),
-                                                         include_best_trial=False)
-    except Exception as exc:
-        raise ConfigError(redact_text(f"Cannot open the Optuna storage {storage!r}: {exc}. "
-                                      "Check the URL, the server and the credentials.")
-                          ) from exc
-    names = [s.study_name for s in summaries]
-    if study_name not in names:
-        from m6bench.errors import did_you_mean
+               report_failure: Callable[[str], None] | None = None,
+               wait: float = 0.0) -> SweepResult:
+    """A worker: load a shared study by name and run trials until its budget is used.
 
-        raise ConfigError(did_you_mean(study_name, names, what="study") +
-                          " Start it with `m6bench sweep ... --storage URL` first.")
-    study = optuna.load_study(study_name=study_name, storage=make_storage(storage))
+    ``wait`` seconds: how long to wait for the study to be created, for workers a scheduler
+    starts before (or beside) the ``sweep`` that creates it.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _wait_for_study(storage, study_name, wait, report)
+    attrs = study.user_attrs
     attrs = study.user_attrs
     request = RunRequest(plugin=attrs["plugin"], model=attrs["model"],
                          benchmark=None if attrs.get("dataset") else attrs["benchmark"],
