@@ -598,3 +598,27 @@ def test_human_formatting_of_numbers_statistics_and_metrics():
     assert [(g["family"], g["ks"], [r["name"] for r in g["rows"]]) for g in groups] == [
         ("ranking@k", [5, 10], ["ndcg", "recall"]), ("rating", [None], ["rmse"]),
         ("coverage / diversity", [10], ["gini"])] and groups[2]["rows"][0]["lower"]
+
+
+def test_frozen_pretrained_weights_show_beside_the_trained_parameters(tmp_path):
+    records = synthetic_records(models=2, seeds=2, trials=2)
+    for record in records:
+        if record["model"] == "model-0":
+            record["parameters"], record["trained_parameters"] = 22_713_216, 3_072
+        else:  # a model that fits every parameter, and an older record without the field
+            record["parameters"] = 4_096
+            record.pop("trained_parameters", None)
+    build_site(_write(tmp_path / "ledger.jsonl", records), tmp_path / "site")
+    data = json.loads((tmp_path / "site" / "results.json").read_text())
+    rows = {row["model"]: row for row in data["benchmarks"][0]["rows"]}
+    assert rows["model-0"]["trained_parameters"] == 3_072
+    assert rows["model-1"]["trained_parameters"] is None
+    page = (tmp_path / "site" / "benchmarks" / f"{data['benchmarks'][0]['file']}.html"
+            ).read_text()
+    assert page.count(" trained</small>") == 1
+    frozen_run = (tmp_path / "site" / "runs" / f"{rows['model-0']['run_files'][0]}.html"
+                  ).read_text()
+    assert "(3,072 trained, the rest frozen pretrained weights)" in frozen_run
+    other_run = (tmp_path / "site" / "runs" / f"{rows['model-1']['run_files'][0]}.html"
+                 ).read_text()
+    assert "trained, the rest frozen" not in other_run

@@ -107,6 +107,41 @@ def test_nan_loss_is_recorded_as_failed_and_earlier_records_survive(tmp_path):
     assert records[1]["epochs"] == 3 and "TrainingDiverged" in records[1]["error"]
 
 
+class _FrozenBackbone(Recommender):
+    """A pretrained part that stays frozen (a buffer the optimiser never sees) and a small
+    trained head, as a language-model recommender with soft prompts is built."""
+
+    iterative = False
+
+    def __init__(self, train, config):
+        super().__init__(train, config)
+        self.register_buffer("backbone", torch.ones(train.n_items, 6))
+        self.head = torch.nn.Parameter(torch.zeros(6))
+
+    def fit_epoch(self, train, epoch):
+        return {}
+
+    def trained_parameter_count(self):
+        return self.head.numel()
+
+    def score(self, users):
+        return (self.backbone @ self.head).expand(len(users), -1)
+
+
+def test_records_count_trained_parameters_apart_from_frozen_ones(tmp_path):
+    catalog = catalog_with(("frozen", fake_plugin(
+        "frozen", models=[ModelSpec("frozen", build=_FrozenBackbone, defaults={})])))
+    frozen = m6bench.run("frozen", catalog=catalog)
+    n_items = frozen["dataset"]["statistics"]["items"]
+    assert frozen["parameters"] == n_items * 6 + 6 and frozen["trained_parameters"] == 6
+    # a model that fits everything it has: both counts are its two embedding tables
+    bpr = m6bench.run("classic", model="bpr-mf", overrides={"dim": 8, "epochs": 1},
+                      catalog=catalog)
+    statistics = bpr["dataset"]["statistics"]
+    assert bpr["trained_parameters"] == bpr["parameters"] == \
+        (statistics["users"] + statistics["items"]) * 8
+
+
 def test_json_flag_prints_the_record():
     result = CliRunner().invoke(main, ["run", "--plugin", "classic", "--model", "pop",
                                        "--quiet", "--json"])

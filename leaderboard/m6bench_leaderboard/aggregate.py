@@ -229,6 +229,7 @@ def _row(group: Sequence[dict[str, Any]], metrics: Sequence[str],
         "train_seconds": _mean((r.get("timings") or {}).get("train") for r in finals),
         "evaluate_seconds": _mean((r.get("timings") or {}).get("evaluate") for r in finals),
         "parameters": first.get("parameters"),
+        "trained_parameters": first.get("trained_parameters"),
         "device": first.get("device"),
         "budget": {
             **(sweep.get("budget") or {}),

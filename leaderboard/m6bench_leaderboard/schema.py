@@ -57,6 +57,9 @@ class RunRecord(TypedDict, total=False):
     peak_rss_mb: float  # peak resident memory of the process
     peak_gpu_mb: float | None  # peak CUDA memory allocated, None on CPU
     parameters: int  # trainable parameters plus fitted buffers
+    trained_parameters: int  # how many of parameters were fitted on the benchmark's data
+    #                          (fewer than parameters when pretrained weights stay frozen);
+    #                          absent from records written before it existed
     hardware: dict[str, Any]  # cpu, cores, gpu, driver
     software: dict[str, Any]  # python, torch, cuda, m6bench and plugin versions, platform
     code: dict[str, Any]  # code identity: harness {distribution, version, package, sha256,

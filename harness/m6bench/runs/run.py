@@ -318,6 +318,7 @@ def _train_and_evaluate(
     train_model(model, bench, plan.config, tasks=plan.tasks, on_epoch_end=epoch_end,
                 progress=progress, outcome=outcome)
     record["parameters"] = model.parameter_count()
+    record["trained_parameters"] = model.trained_parameter_count()
     record["metrics"] = {"valid": _clean(outcome.valid.metrics),
                          "test": _clean(outcome.test.metrics)}
     record["metric_directions"] = metric_directions(bench, record["metrics"])

@@ -69,6 +69,15 @@ class Recommender(torch.nn.Module, abc.ABC):
             for t in self.state_dict().values()
         ))
 
+    def trained_parameter_count(self) -> int:
+        """How many of :meth:`parameter_count`'s numbers were fitted on the benchmark's data.
+
+        All of them by default; a model built around frozen pretrained weights (a language
+        model with trained soft prompts or adapters) overrides this with the tensors its
+        optimiser updates, so the record shows both.
+        """
+        return self.parameter_count()
+
     # ------------------------------------------------------------------ export (ONNX)
     def exportable(self) -> str | None:
         """``None`` when :meth:`export_module` can be exported to ONNX, else the reason why not
