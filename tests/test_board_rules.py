@@ -311,3 +311,17 @@ def test_a_row_asks_for_variants_and_load_tests_of_its_seed_zero_final(tmp_path)
     with pytest.raises(BoardError, match=r"models\[0\]\.loadtest\.backend"):
         _board("trials = 1", '[[models]]\nplugin = "classic"\nmodel = "ease"\n'
                              'loadtest = { backend = "tensorrt" }\n')
+
+
+def test_curve_names_that_would_overlap_are_spread_apart_within_the_panel():
+    from m6bench_leaderboard.plots import LABEL_GAP, _spread_labels
+
+    assert _spread_labels([50.0, 120.0, 200.0], 10.0, 300.0) == [50.0, 120.0, 200.0]
+    crowded = [100.0, 101.0, 99.0, 100.5]  # four curves ending at nearly one value
+    placed = _spread_labels(crowded, 10.0, 300.0)
+    assert sorted(placed) == [99.0, 99.0 + LABEL_GAP, 99.0 + 2 * LABEL_GAP, 99.0 + 3 * LABEL_GAP]
+    # the names keep the curves' order: the highest curve's name stays on top
+    assert [placed.index(v) for v in sorted(placed)] == [2, 0, 3, 1]
+    at_the_floor = _spread_labels([295.0, 296.0, 297.0], 10.0, 300.0)
+    assert max(at_the_floor) == 300.0 and sorted(at_the_floor) == [
+        300.0 - 2 * LABEL_GAP, 300.0 - LABEL_GAP, 300.0]

@@ -240,20 +240,56 @@ def _steps(points: Sequence[tuple[float, float]], x: _Axis, y: _Axis) -> str:
     return " ".join(f"{a:.1f},{b:.1f}" for a, b in path)
 
 
+LABEL_GUTTER = 104  # px right of an anytime panel's axis where its curves are named
+LABEL_GAP = 13  # px between two names stacked in the gutter
+
+
+def _spread_labels(wanted: Sequence[float], low: float, high: float) -> list[float]:
+    """Heights for labels that want ``wanted`` (SVG y, top ``low``, bottom ``high``), each
+    as close to its wish as keeps them ``LABEL_GAP`` apart: names of curves that end at
+    nearly the same value would otherwise print over each other."""
+    order = sorted(range(len(wanted)), key=lambda i: wanted[i])
+    placed = [0.0] * len(wanted)
+    floor = low
+    for i in order:  # top to bottom, each at least a gap below the one above
+        placed[i] = max(wanted[i], floor)
+        floor = placed[i] + LABEL_GAP
+    ceiling = high
+    for i in reversed(order):  # then lift the stack off the bottom edge if it overflowed
+        placed[i] = min(placed[i], ceiling)
+        ceiling = placed[i] - LABEL_GAP
+    return placed
+
+
+def series_class(index: int) -> str:
+    """Six colours, then the same six dashed and dotted: 18 curves told apart."""
+    return f"series series-{index % 6} dash-{index // 6 % 3}"
+
+
 def _anytime_panel(curves: Mapping[str, Sequence[tuple[float, float]]], y: _Axis, *,
                    x_label: str, y_label: str, log: bool) -> list[str]:
     xs = [max(a, MIN_COST) if log else a for points in curves.values() for a, _ in points]
-    x = _Axis(xs, LEFT, WIDTH - RIGHT, log=log, pad=0.02, integer=not log)
+    x = _Axis(xs, LEFT, WIDTH - RIGHT - LABEL_GUTTER, log=log, pad=0.02, integer=not log)
     parts = _frame(x, y, x_label, y_label)
+    ends = []
     for index, (name, points) in enumerate(curves.items()):
-        css = f"series series-{index % 6}"
+        css = series_class(index)
         shown = [(max(a, MIN_COST) if log else a, b) for a, b in points]
         parts.append(f'<polyline class="{css}" points="{_steps(shown, x, y)}">'
                      f"<title>{escape(name)}: best {escape(_fmt(points[-1][1]))}</title>"
                      "</polyline>")
-        a, b = shown[-1]
-        parts.append(f'<text class="legend {css}-text" x="{x(a) - 4:.1f}" y="{y(b) - 4:.1f}" '
-                     f'text-anchor="end">{escape(name)}</text>')
+        ends.append((x(shown[-1][0]), y(shown[-1][1])))
+        # the end as a dot: a one-trial row (pop, random) has no staircase to see
+        parts.append(f'<circle class="series-{index % 6} marker" cx="{ends[-1][0]:.1f}" '
+                     f'cy="{ends[-1][1]:.1f}" r="2.5"/>')
+    heights = _spread_labels([end_y for _, end_y in ends], TOP + 4, HEIGHT - BOTTOM)
+    gutter = x.end + 8
+    for index, (name, (end_x, end_y), height) in enumerate(zip(curves, ends, heights)):
+        # a dotted leader from the curve's end to its name: the end is where it stopped
+        parts.append(f'<path class="leader" d="M{end_x:.1f} {end_y:.1f} H{gutter - 2:.1f} '
+                     f'L{gutter + 4:.1f} {height:.1f}"/>')
+        parts.append(f'<text class="legend series-{index % 6}-text" x="{gutter + 6:.1f}" '
+                     f'y="{height + 4:.1f}">{escape(name)}</text>')
     return parts
 
 
