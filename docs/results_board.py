@@ -11,9 +11,8 @@ from typing import Any
 
 import m6bench_leaderboard
 from m6bench_leaderboard import build_leaderboard, load_board, render_leaderboard
-from m6bench_leaderboard.anytime import benchmark_curves
+from m6bench_leaderboard.anytime import benchmark_curves, tuned_metric
 from m6bench_leaderboard.plots import anytime_plot
-from m6bench_leaderboard.site import _valid_metric
 
 
 def leaderboard(board: Path, records: Sequence[Mapping[str, Any]], source: str) -> dict[str, Any]:
@@ -36,7 +35,7 @@ def _bench(data: Mapping[str, Any], benchmark: str) -> Mapping[str, Any] | None:
 def tuned_on(data: Mapping[str, Any], benchmark: str) -> str:
     """The validation metric the benchmark's sweeps tuned on (what the site's plot names)."""
     bench = _bench(data, benchmark)
-    return _valid_metric(bench, data["sweeps"]) if bench else "the validation metric"
+    return tuned_metric(bench, data["sweeps"]) if bench else "the validation metric"
 
 
 def plot_title(benchmark: str, metric: str) -> str:

@@ -56,3 +56,13 @@ def benchmark_curves(bench: Mapping[str, Any],
         curves[label] = anytime_curve(sweep["trials"],
                                       maximize=sweep.get("direction") != "minimize")
     return curves
+
+
+def tuned_metric(bench: Mapping[str, Any], sweeps: Mapping[str, Mapping[str, Any]]) -> str:
+    """The validation metric a leaderboard benchmark's sweeps tuned on: what its curves
+    show (``bench`` and ``sweeps`` as :func:`build_leaderboard` returns them)."""
+    for row in bench["rows"]:
+        sweep = sweeps.get(str(row.get("sweep_id")))
+        if sweep:
+            return str(sweep["metric"])
+    return str((bench.get("spec") or {}).get("valid_metric") or "metric")

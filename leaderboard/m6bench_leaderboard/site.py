@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from m6bench_leaderboard import present
 from m6bench_leaderboard.aggregate import build_leaderboard
-from m6bench_leaderboard.anytime import benchmark_curves
+from m6bench_leaderboard.anytime import benchmark_curves, tuned_metric
 from m6bench_leaderboard.board import BoardSpec
 from m6bench_leaderboard.plots import anytime_plot, history_plot, line_plot, pareto_plot
 from m6bench_leaderboard.records import read_records
@@ -118,15 +118,6 @@ def _pareto_markup(bench: Mapping[str, Any]) -> Markup:
                        y_label=f"test {metric}",
                        title=f"{bench['name']}: test {metric} against training time",
                        lower_is_better=bench["lower_is_better"].get(metric, False))
-
-
-def _valid_metric(bench: Mapping[str, Any], sweeps: Mapping[str, Mapping[str, Any]]) -> str:
-    """The validation metric the benchmark's sweeps tuned on."""
-    for row in bench["rows"]:
-        sweep = sweeps.get(str(row.get("sweep_id")))
-        if sweep:
-            return str(sweep["metric"])
-    return str((bench.get("spec") or {}).get("valid_metric") or "metric")
 
 
 def _deployment_markup(bench: Mapping[str, Any]) -> Markup:
@@ -264,7 +255,7 @@ def build_site(ledger: str | os.PathLike[str] | None, out: str | os.PathLike[str
             bench_template.render(
                 root="../", bench=bench, pareto=_pareto_markup(bench),
                 anytime=anytime_plot(benchmark_curves(bench, data["sweeps"]),
-                                     metric=_valid_metric(bench, data["sweeps"]),
+                                     metric=tuned_metric(bench, data["sweeps"]),
                                      title=f"{bench['name']}: best validation score so far"),
                 deployment=_deployment_markup(bench), run_pages=data["runs"],
                 build=_build_info((data["runs"][i] for row in bench["rows"]
