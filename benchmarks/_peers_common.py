@@ -1,6 +1,7 @@
 """What the peer comparisons (compare_recbole.py, compare_peers.py) share: the peer's virtual
 environment, child processes with their own peak memory, thread pinning, the machine's
-description, number formatting and the PASS/FAIL lines.
+description, a peer's saved parameters scored by m6bench's evaluator (with m6bench's
+early-stopping rule), number formatting and the PASS/FAIL lines.
 
 A sibling module, not a package: the scripts put their own folder on ``sys.path`` to import it.
 """
@@ -121,6 +122,83 @@ def m6bench_versions() -> dict[str, str | None]:
 
     return {"python": platform.python_version(), "m6bench": version("m6bench"),
             "torch": version("torch")}
+
+
+# ---------------------------------------------------------------------------- peer scores
+class SavedScores:
+    """A peer's saved parameters as an m6bench scorer: ``user (U, d) @ item (I, d)^T +
+    item_bias``; item-item weights ``W`` score as ``train rows @ W``."""
+
+    def __init__(self, folder: Path, train_matrix: Any) -> None:
+        import numpy as np
+        import torch
+
+        def load(name: str) -> torch.Tensor | None:
+            path = Path(folder) / f"{name}.npy"
+            return torch.from_numpy(np.load(path)) if path.exists() else None
+
+        weights = load("item_item")
+        if weights is not None:
+            self.user, self.item = train_matrix.to_dense(), weights.T.contiguous()
+        else:
+            self.user, self.item = load("user"), load("item")
+        self.item_bias = load("item_bias")
+
+    def eval(self) -> SavedScores:
+        return self
+
+    # the evaluator copies scores that share storage with its owner's tensors before masking
+    def parameters(self) -> tuple[Any, ...]:
+        return ()
+
+    def buffers(self) -> tuple[Any, ...]:
+        return tuple(t for t in (self.user, self.item, self.item_bias) if t is not None)
+
+    def score(self, users: Any) -> Any:
+        scores = self.user[users] @ self.item.T
+        return scores if self.item_bias is None else scores + self.item_bias
+
+    def predict(self, users: Any, items: Any) -> Any:
+        raise NotImplementedError("peer parameters are compared on ranking only")
+
+
+def early_stopping_pick(values: Sequence[float], patience: int) -> tuple[int, int]:
+    """(index of the best, evaluations made) of a validation curve under m6bench's rule: stop
+    after ``patience`` evaluations in a row without a strict gain; keep the best."""
+    best_index, best, stale = 0, float("-inf"), 0
+    for index, value in enumerate(values):
+        if value > best:
+            best_index, best, stale = index, value, 0
+        else:
+            stale += 1
+        if stale >= patience:
+            return best_index, index + 1
+    return best_index, len(values)
+
+
+SCORED = ("valid_curve", "best_epoch", "stopped_epoch", "ndcg10", "m6bench_eval_s")
+
+
+def score_snapshots(bench: Any, snapshots: Sequence[Mapping[str, Any]],
+                    patience: int) -> dict[str, Any]:
+    """m6bench's evaluator on a peer's snapshots: validation NDCG@10 of each, the early-
+    stopping pick, then the test metrics of the pick (timed)."""
+    import time
+
+    from m6bench import evaluate_part
+
+    def evaluate(snapshot: Mapping[str, Any], part: str) -> Any:
+        return evaluate_part(SavedScores(Path(snapshot["path"]), bench.train.matrix), bench,
+                             part, tasks=("ranking",), batch_size=2048)
+
+    curve = [evaluate(s, "valid").metrics["ndcg@10"] for s in snapshots]
+    pick, evaluated = early_stopping_pick(curve, patience)
+    scorer = SavedScores(Path(snapshots[pick]["path"]), bench.train.matrix)
+    started = time.perf_counter()
+    test = evaluate_part(scorer, bench, "test", tasks=("ranking",), batch_size=2048)
+    return {"valid_curve": curve, "best_epoch": snapshots[pick]["epoch"],
+            "stopped_epoch": snapshots[evaluated - 1]["epoch"],
+            "ndcg10": test.metrics["ndcg@10"], "m6bench_eval_s": time.perf_counter() - started}
 
 
 # ---------------------------------------------------------------------------- figures

@@ -7,7 +7,9 @@ side).  This script measures our side only, on the real MovieLens benchmarks, se
 * ``fit_epoch`` seconds of each model with its recipe's defaults, ``--epochs`` timed epochs
   after one untimed warm-up (min and median; no evaluation inside the timing);
 * then, unless ``--no-quality``, a full default run (early stopping on valid NDCG@10) and
-  its valid/test NDCG@10, training seconds and epoch count.
+  its valid/test NDCG@10, training seconds and epoch count;
+* or, with ``--components``, bpr-mf's epoch split into its parts (the epoch's batches, the
+  gradients, the Adagrad steps of each table), each part's median seconds per epoch.
 
 Run with the peers' thread settings::
 
@@ -56,6 +58,46 @@ def epoch_seconds(catalog, dataset: str, model: str, epochs: int,
     return seconds
 
 
+def bpr_component_seconds(catalog, dataset: str, epochs: int, overrides: dict
+                          ) -> dict[str, list[float]]:
+    """Per timed epoch of bpr-mf, the seconds of each part of ``fit_epoch``: the epoch's
+    batches (``TrainSet.bpr_batches``: shuffle and negative sampling), the hand-applied
+    gradients, and the Adagrad steps of the user and the item table."""
+    from m6bench_classic.factorisation import adagrad_rows
+
+    bench = prepare_benchmark(catalog, catalog.benchmarks.get(dataset), seed=0,
+                              device=torch.device("cpu"))
+    name, spec = catalog.model("classic", "bpr-mf")
+    model = spec.build(bench.train, resolve_config({**spec.defaults, **overrides},
+                                                   model_name=name))
+    model.fit_epoch(bench.train, 1)
+    parts: dict[str, list[float]] = {"batches": [], "gradients": [], "adagrad users": [],
+                                     "adagrad items": []}
+    with torch.no_grad():
+        for _ in range(epochs):
+            spent = dict.fromkeys(parts, 0.0)
+            start = time.perf_counter()
+            batches = list(bench.train.bpr_batches(model.batch_size, model.true_negatives))
+            spent["batches"] = time.perf_counter() - start
+            for users, positives, negatives in batches:
+                marks = [time.perf_counter()]
+                items = torch.cat([positives, negatives])
+                user_grads, item_grads, _, _ = model.row_gradients(users, items,
+                                                                   model.report_loss)
+                marks.append(time.perf_counter())
+                adagrad_rows(model.user_encoder.weight, model.user_squares, users,
+                             user_grads, model.lr)
+                marks.append(time.perf_counter())
+                adagrad_rows(model.item_encoder.weight, model.item_squares, items,
+                             item_grads, model.lr)
+                marks.append(time.perf_counter())
+                for part, begin, end in zip(list(parts)[1:], marks, marks[1:]):
+                    spent[part] += end - begin
+            for part, seconds in spent.items():
+                parts[part].append(seconds)
+    return parts
+
+
 def quality(catalog, dataset: str, model: str, overrides: dict) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         record = m6bench.run(plugin="classic", model=model, dataset=dataset, seed=0,
@@ -92,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="time epochs only; skip the full default runs")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides applied to every model")
+    parser.add_argument("--components", action="store_true",
+                        help="bpr-mf only: seconds per epoch of each part of its fit_epoch")
     args = parser.parse_args(argv)
     if not os.environ.get("M6BENCH_DATA_DIR"):
         raise SystemExit("set M6BENCH_DATA_DIR to the folder holding the MovieLens copies")
@@ -101,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"threads {args.threads}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"overrides {overrides}")
     for dataset in args.datasets:
+        if args.components:
+            load = os.getloadavg()[0]
+            parts = bpr_component_seconds(catalog, dataset, args.epochs, overrides)
+            print(f"{dataset:<8} bpr-mf parts, s/epoch median (load {load:.2f}): " + ", ".join(
+                f"{part} {statistics.median(seconds):.3f}" for part, seconds in parts.items()),
+                flush=True)
+            continue
         for model in args.models:
             load = os.getloadavg()[0]
             seconds = epoch_seconds(catalog, dataset, model, args.epochs, overrides)

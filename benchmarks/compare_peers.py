@@ -44,6 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _peers_common
 from _peers_common import (
+    SCORED,
     build_venv,
     fmt,
     log_tail,
@@ -53,6 +54,7 @@ from _peers_common import (
     ratio,
     render_checks,
     run_child,
+    score_snapshots,
     venv_python,
 )
 
@@ -114,83 +116,6 @@ def prepared_benchmark(dataset: str, seed: int = SEED) -> Any:
     import m6bench
 
     return m6bench.load_benchmark(dataset=dataset, seed=seed)
-
-
-# ---------------------------------------------------------------------------- peer scores
-class SavedScores:
-    """A peer's saved parameters as an m6bench scorer: ``user (U, d) @ item (I, d)^T +
-    item_bias``; item-item weights ``W`` score as ``train rows @ W``."""
-
-    def __init__(self, folder: Path, train_matrix: Any) -> None:
-        import numpy as np
-        import torch
-
-        def load(name: str) -> torch.Tensor | None:
-            path = Path(folder) / f"{name}.npy"
-            return torch.from_numpy(np.load(path)) if path.exists() else None
-
-        weights = load("item_item")
-        if weights is not None:
-            self.user, self.item = train_matrix.to_dense(), weights.T.contiguous()
-        else:
-            self.user, self.item = load("user"), load("item")
-        self.item_bias = load("item_bias")
-
-    def eval(self) -> SavedScores:
-        return self
-
-    # the evaluator copies scores that share storage with its owner's tensors before masking
-    def parameters(self) -> tuple[Any, ...]:
-        return ()
-
-    def buffers(self) -> tuple[Any, ...]:
-        return tuple(t for t in (self.user, self.item, self.item_bias) if t is not None)
-
-    def score(self, users: Any) -> Any:
-        scores = self.user[users] @ self.item.T
-        return scores if self.item_bias is None else scores + self.item_bias
-
-    def predict(self, users: Any, items: Any) -> Any:
-        raise NotImplementedError("peer parameters are compared on ranking only")
-
-
-def early_stopping_pick(values: Sequence[float], patience: int) -> tuple[int, int]:
-    """(index of the best, evaluations made) of a validation curve under m6bench's rule: stop
-    after ``patience`` evaluations in a row without a strict gain; keep the best."""
-    best_index, best, stale = 0, float("-inf"), 0
-    for index, value in enumerate(values):
-        if value > best:
-            best_index, best, stale = index, value, 0
-        else:
-            stale += 1
-        if stale >= patience:
-            return best_index, index + 1
-    return best_index, len(values)
-
-
-SCORED = ("valid_curve", "best_epoch", "stopped_epoch", "ndcg10", "m6bench_eval_s")
-
-
-def score_snapshots(bench: Any, snapshots: Sequence[Mapping[str, Any]],
-                    patience: int) -> dict[str, Any]:
-    """m6bench's evaluator on a peer's snapshots: validation NDCG@10 of each, the early-
-    stopping pick, then the test metrics of the pick (timed)."""
-    import time
-
-    from m6bench import evaluate_part
-
-    def evaluate(snapshot: Mapping[str, Any], part: str) -> Any:
-        return evaluate_part(SavedScores(Path(snapshot["path"]), bench.train.matrix), bench,
-                             part, tasks=("ranking",), batch_size=2048)
-
-    curve = [evaluate(s, "valid").metrics["ndcg@10"] for s in snapshots]
-    pick, evaluated = early_stopping_pick(curve, patience)
-    scorer = SavedScores(Path(snapshots[pick]["path"]), bench.train.matrix)
-    started = time.perf_counter()
-    test = evaluate_part(scorer, bench, "test", tasks=("ranking",), batch_size=2048)
-    return {"valid_curve": curve, "best_epoch": snapshots[pick]["epoch"],
-            "stopped_epoch": snapshots[evaluated - 1]["epoch"],
-            "ndcg10": test.metrics["ndcg@10"], "m6bench_eval_s": time.perf_counter() - started}
 
 
 # ---------------------------------------------------------------------------- m6bench side
@@ -465,6 +390,66 @@ def acceptance_checks(results: Mapping[tuple[str, str], Runs]) -> list[dict[str,
     return checks
 
 
+# ---------------------------------------------------------------------------- the ledger
+def side_figures(runs: Sequence[Mapping[str, Any]], wall: str, evaluation: str
+                 ) -> dict[str, Any]:
+    """One side's figures over its repetitions: (min, median) seconds per epoch, training
+    wall (``wall``: m6bench's to early stop, a peer's fit) and test evaluation."""
+    figures: dict[str, Any] = {"repetitions": len(runs)}
+    for name, figure in (("epoch_s", per_epoch), ("wall_s", lambda r: r.get(wall)),
+                         ("eval_s", lambda r: r.get(evaluation))):
+        pair = spread([r for r in runs if figure(r) is not None], figure)
+        figures[f"{name}_min"], figures[f"{name}_median"] = pair or (None, None)
+    if runs:
+        figures["best_epoch"] = runs[0]["best_epoch"]
+        figures["epochs"] = runs[0].get("epochs") or runs[0].get("stopped_epoch")
+    return figures
+
+
+def ledger_lines(results: Mapping[tuple[str, str], Runs], context: Mapping[str, Any]
+                 ) -> list[dict[str, Any]]:
+    """The ``--ledger`` lines: one per (dataset, model), with m6bench's and each peer's
+    figures, every side's median test NDCG@10 (``metrics.test``, by side) and the checks on
+    that pair; ``context`` adds the command, code identity, machine and times."""
+    lines = []
+    for (dataset, model), runs in results.items():
+        sides = {"m6bench": runs["m6bench"], **{PEER_NAMES[p]: runs.get(p, [])
+                                                for p in MODELS[model][1]}}
+        lines.append({
+            "kind": "speed", "table": "peers", "status": "ok", "plugin": "classic",
+            "model": model, "dataset": dataset,
+            "m6bench": side_figures(runs["m6bench"], "fit_wall_s", "eval_s"),
+            "peers": {PEER_NAMES[p]: side_figures(runs.get(p, []), "fit_s", "own_eval_s")
+                      for p in MODELS[model][1]},
+            "metrics": {"test": {f"{side} ndcg@10": statistics.median(r["ndcg10"] for r in rs)
+                                 for side, rs in sides.items() if rs}},
+            "checks": acceptance_checks({(dataset, model): runs}),
+            **context})
+    return lines
+
+
+def ledger_context(args: argparse.Namespace, argv: Sequence[str], versions: Mapping[str, str],
+                   started: datetime) -> dict[str, Any]:
+    """What every ledger line names: the command, the code as the run starts (its end time
+    is added when it ends), the machine and the versions."""
+    from m6bench import load_catalog
+    from m6bench.registry.provenance import code_identity
+
+    plugin = load_catalog().plugins.get("classic")
+    return {"command": ["python", "benchmarks/compare_peers.py", *argv],
+            "code": code_identity(plugin.code() if plugin is not None else None),
+            "versions": {**versions, **m6bench_versions()}, "machine": machine(),
+            "settings": {"reps": args.reps, "threads": args.threads, "seed": SEED,
+                         "wait_policy": WAIT_POLICY},
+            "started_at": started.isoformat()}
+
+
+def append_ledger(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(line, default=str) + "\n" for line in lines)
+
+
 # ---------------------------------------------------------------------------- command line
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -486,6 +471,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="seconds before a child process is killed")
     parser.add_argument("--workdir", type=Path, help="children's files (default: a temp folder)")
     parser.add_argument("--out", type=Path, help="PREFIX for PREFIX.md and PREFIX.json")
+    parser.add_argument("--ledger", type=Path, metavar="PATH",
+                        help="append one JSON line per (dataset, model) with every side's "
+                             "figures and the checks (docs/results/speed-peers.jsonl)")
     parser.add_argument("-v", "--verbose", action="store_true", help="echo the children")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -541,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started, load_start = datetime.now(timezone.utc), os.getloadavg()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="m6bench-vs-peers-"))
+    context = (ledger_context(args, list(sys.argv[1:] if argv is None else argv), versions,
+                              started) if args.ledger else {})
     print(f"m6bench vs implicit {versions['implicit']} and Cornac {versions['cornac']}: "
           f"{', '.join(args.models)} on {', '.join(args.datasets)}, {args.reps} repetitions, "
           f"{args.threads} threads per side; work folder {workdir}", flush=True)
@@ -568,6 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                               started.strftime("%Y%m%dT%H%M%SZ"))
     write_outputs(prefix, report, table, checks_text)
     print(f"\nWritten {prefix.with_suffix('.md')} and {prefix.with_suffix('.json')}")
+    if args.ledger:
+        context["ended_at"] = datetime.now(timezone.utc).isoformat()
+        append_ledger(args.ledger, ledger_lines(results, context))
+        print(f"Appended {len(results)} lines to {args.ledger}")
     return 1 if any(c["passed"] is False for c in checks) else 0
 
 

@@ -163,7 +163,7 @@ def test_itemknn_keeps_only_the_k_most_similar_items(catalog):
 
 
 BPR_CONFIG = {"dim": 5, "init_std": 0.3, "lr": 0.05, "l2": 0.05, "batch_size": 6,
-              "negatives": "true"}
+              "negatives": "true", "report_loss": True}
 # Repeated users and items: their rows' gradients must add up.
 BPR_USERS = torch.tensor([0, 3, 3, 8, 0, 5])
 BPR_POSITIVES = torch.tensor([1, 1, 4, 6, 2, 1])
@@ -227,6 +227,25 @@ def test_bpr_mf_steps_are_torch_adagrad_on_the_autograd_gradient(catalog):
         torch.testing.assert_close(model.item_encoder.weight, tables[1])
     moved = (model.user_encoder.weight != initial_users).any(dim=1)
     assert moved.tolist() == [True, False, False, True, False, True, False, False, True]
+
+
+def test_bpr_mf_logs_its_loss_only_when_asked_and_trains_the_same(catalog):
+    from m6bench_classic.factorisation import BPRMF
+
+    matrix = np.random.default_rng(0).random((9, 7)) < 0.4
+    quiet_train, logged_train = tiny_train(matrix, catalog), tiny_train(matrix, catalog)
+    quiet = BPRMF(quiet_train, {**BPR_CONFIG, "report_loss": False})
+    logged = BPRMF(logged_train, {**BPR_CONFIG, "report_loss": True})
+    logged.load_state_dict(quiet.state_dict())
+    for epoch in (1, 2):
+        assert quiet.fit_epoch(quiet_train, epoch) == {}
+        losses = logged.fit_epoch(logged_train, epoch)
+        assert set(losses) == {"bpr", "l2"} and all(v > 0 for v in losses.values())
+        # The same batches and the same steps, bit for bit: the loss only reads the rows.
+        assert torch.equal(quiet.user_encoder.weight, logged.user_encoder.weight)
+        assert torch.equal(quiet.item_encoder.weight, logged.item_encoder.weight)
+    assert quiet.step(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]),
+                      with_loss=False) is None
 
 
 def test_distinct_rows_equal_torch_unique():

@@ -3,6 +3,7 @@ peer's saved factors, the early-stopping pick and the PASS/FAIL checks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,12 @@ pytestmark = pytest.mark.usefixtures("isolated")
 @pytest.fixture(scope="module")
 def peers(script_module):
     with script_module(BENCHMARKS / "compare_peers.py", "compare_peers") as module:
+        yield module
+
+
+@pytest.fixture(scope="module")
+def common(script_module):
+    with script_module(BENCHMARKS / "_peers_common.py", "peers_common") as module:
         yield module
 
 
@@ -56,7 +63,7 @@ def _ndcg10_by_hand(scores: np.ndarray, train: np.ndarray, valid: np.ndarray,
     return float(np.mean(values))
 
 
-def test_saved_factors_are_scored_by_m6bench_as_by_hand(peers, driver, bench, tmp_path):
+def test_saved_factors_are_scored_by_m6bench_as_by_hand(common, driver, bench, tmp_path):
     rng = np.random.default_rng(7)
     n_users, n_items = bench.train.n_users, bench.train.n_items
     train = bench.train.matrix.to_dense().numpy() > 0
@@ -73,7 +80,7 @@ def test_saved_factors_are_scored_by_m6bench_as_by_hand(peers, driver, bench, tm
         by_hand.append({"valid": _ndcg10_by_hand(scores, train, np.zeros_like(train), valid),
                         "test": _ndcg10_by_hand(scores, train, valid, test)})
 
-    result = peers.score_snapshots(bench, snapshots, patience=1)
+    result = common.score_snapshots(bench, snapshots, patience=1)
     assert result["valid_curve"] == pytest.approx([h["valid"] for h in by_hand], abs=1e-5)
     best = int(np.argmax([h["valid"] for h in by_hand]))
     assert result["best_epoch"] == best + 1 and result["stopped_epoch"] == 2
@@ -81,10 +88,10 @@ def test_saved_factors_are_scored_by_m6bench_as_by_hand(peers, driver, bench, tm
     assert result["m6bench_eval_s"] > 0
 
 
-def test_item_item_weights_score_the_users_training_rows(peers, driver, bench, tmp_path):
+def test_item_item_weights_score_the_users_training_rows(common, driver, bench, tmp_path):
     weights = np.random.default_rng(3).normal(size=(bench.train.n_items,) * 2)
     folder = Path(driver.save_snapshot(tmp_path / "ease", item_item=weights))
-    scorer = peers.SavedScores(folder, bench.train.matrix)
+    scorer = common.SavedScores(folder, bench.train.matrix)
     users = np.array([0, 3, 5])
     rows = bench.train.matrix.to_dense().numpy()[users]
     import torch
@@ -98,8 +105,8 @@ def test_item_item_weights_score_the_users_training_rows(peers, driver, bench, t
     ([0.1, 0.3, 0.2, 0.25, 0.4], 3, (4, 5)),  # one more: the late gain is found
     ([0.2, 0.2, 0.2], 5, (0, 3)),  # equal is no gain: the first of the ties
 ])
-def test_early_stopping_pick_follows_the_training_loop_rule(peers, curve, patience, expected):
-    assert peers.early_stopping_pick(curve, patience) == expected
+def test_early_stopping_pick_follows_the_training_loop_rule(common, curve, patience, expected):
+    assert common.early_stopping_pick(curve, patience) == expected
 
 
 def _run(epoch_s, ndcg10, **more):
@@ -107,8 +114,8 @@ def _run(epoch_s, ndcg10, **more):
             **more}
 
 
-def test_checks_pass_and_fail_on_injected_figures(peers):
-    results = {
+def _injected_results():
+    return {
         ("ml-100k", "ials"): {  # m6bench 0.5 s vs 0.4 s: slower; NDCG 0.001 apart
             "m6bench": [_run([0.5, 0.5], 0.3290, eval_s=0.1, fit_wall_s=1.0)] * 2,
             "implicit-als": [_run([0.4], 0.3280, own_eval_s=0.2, fit_s=0.4)]},
@@ -122,6 +129,10 @@ def test_checks_pass_and_fail_on_injected_figures(peers):
             "m6bench": [_run([4.0], 0.3040, eval_s=0.5, fit_wall_s=4.0)],
             "cornac-ease": [_run([5.0], 0.3010, own_eval_s=5.0, fit_s=5.0)]},
     }
+
+
+def test_checks_pass_and_fail_on_injected_figures(peers):
+    results = _injected_results()
     checks = peers.acceptance_checks(results)
     assert [(c["value"], c["passed"]) for c in checks] == [
         (pytest.approx(1.25), False),  # iALS s/iteration
@@ -141,3 +152,31 @@ def test_checks_pass_and_fail_on_injected_figures(peers):
 def test_missing_venv_names_the_setup_command(peers, tmp_path):
     with pytest.raises(peers.PeersUnavailable, match="--setup --peers-venv"):
         peers.check_peers(tmp_path / "no-venv")
+
+
+def test_ledger_lines_carry_every_sides_figures_and_render_in_the_readme(peers, script_module):
+    results = _injected_results()
+    context = {"command": ["python", "benchmarks/compare_peers.py"], "started_at": "t0"}
+    lines = peers.ledger_lines(results, context)
+    assert [(line["dataset"], line["model"]) for line in lines] == list(results)
+    bpr = lines[1]
+    # m6bench's walls 30 and 30 s; Cornac's fits 40 and 29 s; implicit's s/epoch 0.45
+    assert (bpr["m6bench"]["wall_s_min"], bpr["m6bench"]["wall_s_median"]) == (30.0, 30.0)
+    assert bpr["peers"]["Cornac BPR"]["wall_s_min"] == 29.0
+    assert bpr["peers"]["Cornac BPR"]["wall_s_median"] == pytest.approx(34.5)
+    assert bpr["peers"]["implicit BPR"]["epoch_s_median"] == pytest.approx(0.45)
+    assert bpr["metrics"]["test"] == {"m6bench ndcg@10": 0.27, "Cornac BPR ndcg@10": 0.26,
+                                      "implicit BPR ndcg@10": 0.2}
+    assert [c["passed"] for c in bpr["checks"]] == [False, False]
+    assert bpr["command"] == context["command"] and bpr["started_at"] == "t0"
+    assert json.loads(json.dumps(lines)) == lines  # plain JSON, as the ledger stores it
+
+    with script_module(Path(__file__).resolve().parents[1] / "docs" / "results.py",
+                       "docs_results_peers") as results_module:
+        text = results_module.render_speed_peers(None, lines)
+    rows = [line for line in text.splitlines() if line.startswith("| bpr-mf / Cornac BPR")]
+    assert len(rows) == 1 and "1,000 / 1,000 · 200 / 200" in rows[0]  # ms per epoch
+    assert "5.0x" in rows[0] and "30 / 30 · 29 / 34.5" in rows[0]
+    assert "0.2700 / 0.2600" in rows[0]
+    assert "2 of 6 acceptance checks pass" in text
+    assert "- FAIL BPR ml-1m: m6bench s/epoch / implicit's: 2.222 (target <= 2)" in text
