@@ -8,7 +8,9 @@ A sibling module, not a package: the scripts put their own folder on ``sys.path`
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,17 +49,39 @@ def pinned_env(threads: int, *, wait_policy: str | None = None) -> dict[str, str
     return env
 
 
+# Linux starts a forked child's peak RSS at its parent's resident size, and the figure
+# survives exec: a big parent (this script once it imported torch; pytest after a language
+# model) would show in every child's peak.  A small launcher process starts the command and
+# reports the command's own peak (``os.wait4``).
+_LAUNCHER = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss], out)
+"""
+
+
 def run_child(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path,
-              timeout: float | None, echo: str | None = None) -> tuple[int, float, float]:
+              timeout: float | None, echo: str | None = None
+              ) -> tuple[int, float | None, float]:
     """Run ``cmd`` with its output in ``log_path``; (exit code, peak RSS MB, wall seconds).
 
-    The peak RSS is the child's own (``os.wait4``), not the sum over earlier children.
+    The peak RSS is the command's own, neither this process's nor a sum over children; a
+    command killed at ``timeout`` returns -9 and no peak (None).
     """
     started = time.perf_counter()
+    report = log_path.with_name(log_path.name + ".rusage.json")
+    report.unlink(missing_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(env), cwd=cwd, text=True, bufsize=1)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(report), *cmd],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=dict(env), cwd=cwd, text=True, bufsize=1,
+                                start_new_session=True)  # a timeout kills the whole group
+        timer = (threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+                 if timeout else None)
         if timer is not None:
             timer.start()
         assert proc.stdout is not None
@@ -66,12 +90,14 @@ def run_child(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path
             if echo is not None:
                 sys.stdout.write(f"{echo} {line}")
         proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         if timer is not None:
             timer.cancel()
+    if not report.is_file():  # killed before the command ended
+        return proc.returncode, None, time.perf_counter() - started
+    code, max_rss = json.loads(report.read_text())
     scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024
-    return proc.returncode, usage.ru_maxrss * scale, time.perf_counter() - started
+    return code, max_rss * scale, time.perf_counter() - started
 
 
 def log_tail(path: Path, lines: int = 8) -> str:

@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,10 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from scipy import stats
-from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also loaded by tests
 import results_board  # docs/results_board.py: the board tables
+import results_m6_rec  # docs/results_m6_rec.py: the m6-rec tables' statistics and layout
+import results_speed  # docs/results_speed.py: the tables of the peer comparisons' speed
+from results_format import four, markdown, mean_sd
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
@@ -163,21 +164,6 @@ def _metric(record: Mapping[str, Any] | None, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _four(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
-
-
-def _mean_sd(values: Sequence[float | None]) -> str:
-    numbers = [v for v in values if v is not None]
-    if len(numbers) < 2:
-        return _four(numbers[0]) if numbers else ""
-    return f"{statistics.mean(numbers):.4f} ± {statistics.stdev(numbers):.4f}"
-
-
-def _markdown(headers: Sequence[str], body: Sequence[Sequence[Any]]) -> str:
-    return tabulate(body, headers=list(headers), tablefmt="github", disable_numparse=True)
-
-
 def _commits(records: Sequence[Mapping[str, Any]]) -> str:
     """The harness commits that made ``records``, in order of appearance: `abc1234567`."""
     commits = []
@@ -230,10 +216,10 @@ def render_seed_table(metric: str, seeds: Sequence[int]) -> Callable[[Table, lis
         body = []
         for row in table.rows:
             values = [_metric(table.record(records, row, s), metric) for s in seeds]
-            body.append([row.label, *(_four(v) for v in values), _mean_sd(values)])
+            body.append([row.label, *(four(v) for v in values), mean_sd(values)])
         name = metric.replace("ndcg", "NDCG").replace("recall", "Recall")
         headers = ["model", *(f"{name} seed {s}" for s in seeds), "mean ± sd"]
-        return _markdown(headers, body)
+        return markdown(headers, body)
     return render
 
 
@@ -241,10 +227,10 @@ def render_models(table: Table, records: list[dict[str, Any]]) -> str:
     body = []
     for row in table.rows:
         record = table.record(records, row, 0)
-        body.append([row.label, _four(_metric(record, "ndcg@10")),
-                     _four(_metric(record, "recall@10")), _four(_metric(record, "rmse")),
+        body.append([row.label, four(_metric(record, "ndcg@10")),
+                     four(_metric(record, "recall@10")), four(_metric(record, "rmse")),
                      "" if record is None else str(record.get("epochs", ""))])
-    return _markdown(["model", "NDCG@10", "Recall@10", "RMSE", "epochs"], body)
+    return markdown(["model", "NDCG@10", "Recall@10", "RMSE", "epochs"], body)
 
 
 def render_gnn_vs_bpr(table: Table, records: list[dict[str, Any]]) -> str:
@@ -253,8 +239,8 @@ def render_gnn_vs_bpr(table: Table, records: list[dict[str, Any]]) -> str:
     for row in table.rows:
         for metric, name in (("ndcg@10", "NDCG@10"), ("recall@10", "Recall@10")):
             values = [_metric(table.record(records, row, s), metric) for s in seeds]
-            body.append([row.label, name, *(_four(v) for v in values), _mean_sd(values)])
-    return _markdown(["model", "metric", *(f"seed {s}" for s in seeds), "mean ± sd"], body)
+            body.append([row.label, name, *(four(v) for v in values), mean_sd(values)])
+    return markdown(["model", "metric", *(f"seed {s}" for s in seeds), "mean ± sd"], body)
 
 
 def render_cold_items(table: Table, records: list[dict[str, Any]]) -> str:
@@ -271,44 +257,21 @@ def render_cold_items(table: Table, records: list[dict[str, Any]]) -> str:
     return text
 
 
-def _spread(side: Mapping[str, Any], key: str) -> str:
-    low, mid = side.get(f"{key}_min"), side.get(f"{key}_median")
-    if low is None or mid is None:
-        value = side.get(key)
-        return "—" if value is None else f"{value:.3g}"
-    return f"{low:.3g} / {mid:.3g}"
+def render_m6_rec_cold(table: Table, records: list[dict[str, Any]]) -> str:
+    fusion = TABLES["cold-items"]  # its first row: text on, the m6-fusion defaults
+    reference = results_m6_rec.line(fusion, read_ledger(fusion.ledger), fusion.rows[0], _metric)
+    lines = [results_m6_rec.line(table, records, row, _metric) for row in table.rows]
+    return results_m6_rec.cold_markdown(lines, reference, table.rows[0].seeds)
 
 
-def _ratio(a: Any, b: Any) -> str:
-    return "—" if not a or not b else f"{a / b:.1f}x"
+def render_m6_rec_xdomain(table: Table, records: list[dict[str, Any]]) -> str:
+    tuned, zero, pop = (results_m6_rec.line(table, records, row, _metric) for row in table.rows)
+    pct = TABLES["xdomain"]  # its first row: pct-cf's transfer from ML-1M
+    transfer = results_m6_rec.line(pct, read_ledger(pct.ledger), pct.rows[0], _metric)
+    return (results_m6_rec.seeds_markdown([tuned, zero, pop], table.rows[0].seeds, costs=True)
+            + "\n\n" + results_m6_rec.transfer_sentence(tuned, transfer, pop))
 
 
-def render_speed(table: Table, records: list[dict[str, Any]]) -> str:
-    body = []
-    for line in records:
-        m6, peer = line.get("m6bench") or {}, line.get("recbole") or {}
-        closed = " (fit)" if m6.get("epochs") in (None, 1) and "ease" in line["model"] else ""
-        body.append([
-            f"{line['model']} / {line.get('peer_model')}{closed}", line["dataset"],
-            f"{_spread(m6, 'epoch_s')} · {_spread(peer, 'epoch_s')}",
-            _ratio(peer.get("epoch_s_median") or peer.get("epoch_s"),
-                   m6.get("epoch_s_median") or m6.get("epoch_s")),
-            f"{_spread(m6, 'eval_s')} · {_spread(peer, 'eval_s')}",
-            _ratio(peer.get("eval_s_median") or peer.get("eval_s"),
-                   m6.get("eval_s_median") or m6.get("eval_s")),
-            f"{_four(m6.get('ndcg10'))} / {_four(peer.get('ndcg10'))}",
-        ])
-    headers = ["m6bench / RecBole", "data", "s/epoch min / median: m6 · rb", "epoch x",
-               "s/eval min / median: m6 · rb", "eval x", "NDCG@10 m6 / rb"]
-    text = _markdown(headers, body)
-    checks = [c for line in records for c in line.get("checks") or []]
-    if checks:
-        passed = sum(bool(c.get("passed")) for c in checks)
-        text += f"\n\n{passed} of {len(checks)} acceptance checks pass (the script's `--check`)."
-    return text
-
-
-# ================================================================================ boards
 def board_data(table: Table, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return results_board.leaderboard(ROOT / table.board, records,
                                      f"docs/results/{table.ledger.name}")
@@ -358,10 +321,28 @@ TABLES: dict[str, Table] = {t.name: t for t in (
                     "ml-xdomain-target-only", SEEDS3, sets=XDOMAIN),
                 Row("bpr-mf defaults, ML-100K alone", "classic", "bpr-mf",
                     "ml-xdomain-target-only", SEEDS3))),
-    Table("speed-recbole", "speed beside RecBole 1.2.1 (compare_recbole.py)", render_speed,
+    Table("m6-rec-cold", "m6-rec on cold items against m6-fusion, 5 seeds", render_m6_rec_cold,
+          rows=(Row("m6-rec-tuned (defaults)", "m6-rec", "m6-rec-tuned", "ml-100k-cold-items",
+                    SEEDS5),
+                Row("m6-rec-zero (defaults)", "m6-rec", "m6-rec-zero", "ml-100k-cold-items",
+                    SEEDS5))),
+    Table("m6-rec-xdomain", "m6-rec tuned on ML-1M, zero-shot on ML-100K, 3 seeds",
+          render_m6_rec_xdomain,
+          rows=(Row("m6-rec-tuned, tuned on ML-1M", "m6-rec", "m6-rec-tuned",
+                    "ml-xdomain-target-only", SEEDS3, sets={"tune_dataset": "ml-1m"}),
+                Row("m6-rec-zero (prior: ML-100K's own training counts)", "m6-rec",
+                    "m6-rec-zero", "ml-xdomain-target-only", SEEDS3),
+                Row("pop, ML-100K alone", "classic", "pop", "ml-xdomain-target-only",
+                    SEEDS3))),
+    Table("speed-recbole", "speed beside RecBole 1.2.1 (compare_recbole.py)",
+          results_speed.render_speed,
           script=("python", "benchmarks/compare_recbole.py", "--datasets", "ml-100k", "ml-1m",
                   "--models", "bpr-mf", "gnn-mf", "ease", "--epochs", "bpr-mf@ml-1m=40",
                   "--epochs", "gnn-mf@ml-1m=3", "--check"), quiet=True),
+    Table("speed-peers", "speed beside implicit 0.7.3 and Cornac 3.0.1 (compare_peers.py)",
+          results_speed.render_speed_peers,
+          script=("python", "benchmarks/compare_peers.py", "--datasets", "ml-100k", "ml-1m",
+                  "--models", "ials", "bpr-mf", "ease", "--checks-only"), quiet=True),
     Table("official", "the official board on ml-100k (leaderboard/board.toml)", render_board,
           board="leaderboard/board.toml", benchmark="ml-100k"),
 )}

@@ -173,7 +173,7 @@ def test_ledger_lines_carry_every_sides_figures_and_render_in_the_readme(peers, 
 
     with script_module(Path(__file__).resolve().parents[1] / "docs" / "results.py",
                        "docs_results_peers") as results_module:
-        text = results_module.render_speed_peers(None, lines)
+        text = results_module.results_speed.render_speed_peers(None, lines)
     rows = [line for line in text.splitlines() if line.startswith("| bpr-mf / Cornac BPR")]
     assert len(rows) == 1 and "1,000 / 1,000 · 200 / 200" in rows[0]  # ms per epoch
     assert "5.0x" in rows[0] and "30 / 30 · 29 / 34.5" in rows[0]

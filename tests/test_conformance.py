@@ -79,7 +79,7 @@ class TinyMF(Recommender):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return {"bpr": float(loss)}
+        return {"bpr": float(loss.detach())}
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.users[users] @ self.items.T
@@ -221,6 +221,40 @@ def test_search_space_sampling_outside_the_choices_is_named():
     assert _broken_rules(parsed) == {"search-space"}
     assert "sample 1 {'dim': 4} is not a valid config" in parsed[0]["what"]
     assert "'dim'" in parsed[0]["what"] and "choices" in parsed[0]["fix"]
+
+
+# =============================================================================== kit overrides
+class KitSized(TinyMF):
+    """Fails to build at its full size: only the kit's overrides make it checkable."""
+
+    def __init__(self, train: TrainSet, config: Mapping[str, Any]) -> None:
+        if int(config["steps"]) > 2:
+            raise RuntimeError(f"{config['steps']} steps: too slow for the kit")
+        super().__init__(train, config)
+
+
+def _kit_sized_plugin(kit_overrides: Mapping[str, Any]) -> types.ModuleType:
+    def space(trial: Any) -> dict[str, Any]:  # samples the slow key too
+        return {**_space(trial), "steps": trial.suggest_int("steps", 50, 100)}
+
+    return fake_plugin("plugin_kit_sized", models=[ModelSpec(
+        "kit-sized", build=KitSized, defaults={"dim": 8, "lr": 0.05, "steps": 400},
+        search_space=space, kit_overrides=kit_overrides)])
+
+
+def test_kit_overrides_size_every_fit_the_kit_makes():
+    report = check_plugin("kit-sized", catalog=_catalog(("kit-sized", _kit_sized_plugin(
+        {"steps": 1}))))
+    assert report.ok and ("model 'kit-sized'", "search-space") in report.rules()
+    # without them the same model breaks the kit at its first build
+    parsed = _failures("kit-sized", _kit_sized_plugin({}))
+    assert "model-builds" in _broken_rules(parsed)
+
+
+def test_kit_overrides_naming_no_default_are_named():
+    parsed = _failures("kit-sized", _kit_sized_plugin({"step": 1}))
+    assert _broken_rules(parsed) == {"spec-fields"}
+    assert "kit_overrides {'step': 1} do not resolve over its defaults" in parsed[0]["what"]
 
 
 # =============================================================================== the benchmark

@@ -198,6 +198,8 @@ def test_cached_token_vectors_round_trip(encoder, tmp_path):
 
 
 # ------------------------------------------------------------------ the model
+MINILM_PARAMETERS = 22_713_216  # all-MiniLM-L6-v2's six layers, embeddings and all
+
 @pytest.fixture()
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("M6BENCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -216,6 +218,14 @@ def test_m6_rec_zero_runs_end_to_end(private_cache, tmp_path, scoring):
                          ledger=tmp_path / "ledger.jsonl")
     assert record["status"] == "ok", record.get("error")
     assert 0.0 < record["metrics"]["test"]["ndcg@10"] <= 1.0
+    # only the popularity prior is read from interactions; serving needs the whole encoder
+    statistics = record["dataset"]["statistics"]
+    users, items, hidden = statistics["users"], statistics["items"], 384
+    assert record["trained_parameters"] == items
+    state = items * hidden + items + items  # int8 item vectors, their scales, the prior
+    if scoring == "bi":
+        state += users * hidden
+    assert record["parameters"] == MINILM_PARAMETERS + state
 
 
 def test_unknown_scoring_names_the_key(private_cache, tmp_path):

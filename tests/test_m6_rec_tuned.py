@@ -15,10 +15,11 @@ import pytest
 import torch
 from plugins_for_tests import catalog_with, fake_plugin
 
-from m6bench import Dataset, load_catalog, resolve_config, seed_everything
+from m6bench import ConfigError, Dataset, load_catalog, resolve_config, seed_everything
 from m6bench.testing import assert_plugin_conforms
 from m6bench.testing.bench import fresh_train, kit_benchmarks
 from m6bench_m6_rec import tuned
+from m6bench_m6_rec.prior import fit_text_popularity, prior_with_text
 from m6bench_m6_rec.prompts import in_batch_softmax
 from m6bench_m6_rec.tuned import TUNED_SPEC, TunedRecommender
 
@@ -75,8 +76,10 @@ def test_trained_parameters_are_at_most_two_percent_of_the_encoder(bench):
         trained, frozen = model.trained_parameter_count(), model.frozen_parameter_count()
         assert trained / frozen <= 0.02, overrides
         assert model.parameter_count() == trained + frozen
-    # MiniLM-L6's hidden size is 384: two prompts of 8 tokens are 2 * 8 * 384 numbers.
-    assert _build(bench, prompt_tokens=8).trained_parameter_count() == 6144
+    # MiniLM-L6's hidden size is 384: two prompts of 8 tokens are 2 * 8 * 384 numbers, and
+    # the text prior's ridge regression adds 384 coefficients and an intercept.
+    assert _build(bench, prompt_tokens=8).trained_parameter_count() == 6144 + 385
+    assert _build(bench, prompt_tokens=8, text_prior=False).trained_parameter_count() == 6144
     losses = model.train().fit_epoch(fresh_train(bench, 0), 1)
     assert losses["trained_parameters"] == model.trained_parameter_count()
     assert losses["total_parameters"] == model.parameter_count()
@@ -193,3 +196,34 @@ def test_conformance_kit_passes():
                                                         models=[small])),
                            entry_points=False)
     assert_plugin_conforms("m6-rec-small", catalog=catalog, samples=1)
+
+
+def test_text_prior_fits_log_counts_by_hand_and_fills_only_uncounted_items():
+    """1-d vectors 0, 1, 2 with log(1 + n) = 1, 2, 3 lie on the line 1 + x: an almost
+    unpenalised ridge recovers it, predicts 6 for the uncounted item at 5, and keeps the
+    counted items' own log counts; a huge penalty leaves the (unpenalised) mean, 2."""
+    vectors = torch.tensor([[0.0], [1.0], [2.0], [5.0]])
+    counts = torch.tensor([math.e - 1, math.e**2 - 1, math.e**3 - 1, 0.0])
+    coefficients = fit_text_popularity(vectors, counts, ridge=1e-9)
+    assert coefficients.tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
+    prior = prior_with_text(counts, vectors, coefficients)
+    assert prior.tolist() == pytest.approx([1.0, 2.0, 3.0, 6.0], abs=1e-5)
+    flat = fit_text_popularity(vectors, counts, ridge=1e12)
+    assert prior_with_text(counts, vectors, flat)[3].item() == pytest.approx(2.0, abs=1e-4)
+    with pytest.raises(ConfigError, match="text_prior_ridge"):
+        fit_text_popularity(vectors, counts, ridge=0.0)
+
+
+def test_score_is_the_prompted_logit_plus_the_late_term_and_the_prior(bench):
+    model = _build(bench, late_weight=2.0, prompt_weight=0.5, temperature=0.1)
+    users = torch.arange(bench.train.n_users)
+    with torch.no_grad():
+        full = model.eval().score(users)
+        late = model.zero_shot.relevance(users)
+        prompted = model._encode_rows(model.user_ids, model.user_mask, model.prompts.user)
+        logit = 0.5 / 0.1 * (prompted @ model._cached_item_vectors().T)
+    assert torch.allclose(full, logit + 2.0 * late + model.prior, atol=1e-5)
+    # items the corpus counts keep log(1 + n); on this warm benchmark that is every item seen
+    counted = bench.train.item_popularity > 0
+    assert torch.allclose(model.prior[counted],
+                          torch.log1p(bench.train.item_popularity[counted].float()))

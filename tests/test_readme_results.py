@@ -69,10 +69,11 @@ def test_every_number_of_a_block_is_in_its_ledger(results):
         records = results.read_ledger(table.ledger)
         values = set()
         for record in records:
-            for side in ("m6bench", "recbole"):
-                if isinstance(record.get(side), dict):
-                    values.update(f"{v:.4f}" for v in record[side].values()
-                                  if isinstance(v, float))
+            peers = record.get("peers") if isinstance(record.get("peers"), dict) else {}
+            sides = [record.get("m6bench"), record.get("recbole"), *peers.values()]
+            for side in sides:
+                if isinstance(side, dict):
+                    values.update(f"{v:.4f}" for v in side.values() if isinstance(v, float))
             for value in ((record.get("metrics") or {}).get("test") or {}).values():
                 if isinstance(value, (int, float)):
                     values.add(f"{value:.4f}")

@@ -188,6 +188,16 @@ class ZeroShotRecommender(Recommender):
         self.register_buffer("history", history, persistent=False)
         self.register_buffer("prior", torch.zeros(self.n_items))
 
+    def parameter_count(self) -> int:
+        """What scoring needs: the frozen encoder (it reads every new history) and the state
+        (item vectors, the prior, ``bi``'s user vectors)."""
+        return self.encoder.parameter_count() + super().parameter_count()
+
+    def trained_parameter_count(self) -> int:
+        """Only the prior comes from interactions (counted, as ``pop`` counts); the vectors
+        are the frozen encoder's output."""
+        return self.prior.numel()
+
     def _user_histories(self, train: TrainSet) -> tuple[list[str], list[list[int]]]:
         """Each user's text, capped at ``max_history_tokens`` tokens of the encoder's
         tokenizer, and the behaviours ``late`` scoring uses (the ``max_history_items`` most

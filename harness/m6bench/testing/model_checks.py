@@ -221,8 +221,8 @@ def _train_sample(case: ModelCase, number: int, trial: Any) -> None:
         raise RuleBroken("search-space", f"search_space(trial) returned {short(sampled)}, "
                          "not a dict", "return a dict of config keys to sampled values.")
     try:
-        config = resolve_config(spec.defaults, overrides=sampled, model_name=case.name,
-                                choices=spec.choices)
+        config = resolve_config(spec.defaults, overrides={**sampled, **spec.kit_overrides},
+                                model_name=case.name, choices=spec.choices)
     except M6BenchError as exc:
         raise RuleBroken(
             "search-space", f"sample {number + 1} {short(dict(sampled))} is not a "

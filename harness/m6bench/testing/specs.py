@@ -45,11 +45,18 @@ def check_model_spec(case: ModelCase) -> None:
     json_defaults(spec.defaults, "ModelSpec.defaults")
     _defaults_within_choices(spec.defaults, spec.choices)
     try:
-        case.config = resolve_config(spec.defaults, model_name=case.name,
-                                     choices=spec.choices)
+        resolve_config(spec.defaults, model_name=case.name, choices=spec.choices)
     except M6BenchError as exc:
         raise RuleBroken("spec-fields", f"its defaults do not resolve as a config: {exc}",
                          "give every default a finite, JSON-typed value.") from exc
+    try:  # what the kit trains: the defaults with the spec's kit overrides
+        case.config = resolve_config(spec.defaults, overrides=spec.kit_overrides,
+                                     model_name=case.name, choices=spec.choices)
+    except M6BenchError as exc:
+        raise RuleBroken("spec-fields", f"its kit_overrides {dict(spec.kit_overrides)} do not "
+                         f"resolve over its defaults: {exc}",
+                         "name only keys of the defaults in kit_overrides, with values of "
+                         "the defaults' types.") from exc
     stray = sorted(set(spec.choices) - set(case.config))
     if stray:
         raise RuleBroken(

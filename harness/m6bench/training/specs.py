@@ -42,6 +42,9 @@ class ModelSpec:
     composes (documentation and the ``models`` listing).  ``choices`` maps a config key to
     its allowed values (e.g. ``{"fusion": ("attention", "concat")}``); a value outside them
     is a configuration error before any data is loaded, as are the search space's samples.
+    ``kit_overrides`` are config keys the conformance kit sets over the defaults and over
+    every search-space sample: small settings that still run every code path, for a model
+    too slow to fit the kit's dozen times on a CPU (a language model: a few tuning steps).
     """
 
     name: str
@@ -55,3 +58,4 @@ class ModelSpec:
     paper: str = ""
     components: tuple[str, ...] = ()
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    kit_overrides: Mapping[str, Any] = field(default_factory=dict)
