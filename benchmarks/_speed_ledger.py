@@ -23,13 +23,13 @@ def runs_ledger(path: str | os.PathLike[str]) -> Path:
 
 
 def code_identity(plugin: str, catalog: Any = None) -> dict[str, Any]:
-    """The harness's and ``plugin``'s code identity (``plugin`` None when it is not loaded)."""
+    """A record's ``code`` key for ``plugin`` by name (its part None when it is not loaded)."""
     from m6bench import load_catalog
-    from m6bench.registry.provenance import harness_identity
+    from m6bench.registry.provenance import code_identity as record_code
 
     catalog = catalog if catalog is not None else load_catalog()
     info = catalog.plugins.get(plugin)
-    return {"harness": harness_identity(), "plugin": info.code() if info is not None else None}
+    return record_code(info.code() if info is not None else None)
 
 
 def finite_json(value: Any) -> Any:
