@@ -163,7 +163,7 @@ def test_itemknn_keeps_only_the_k_most_similar_items(catalog):
 
 
 BPR_CONFIG = {"dim": 5, "init_std": 0.3, "lr": 0.05, "l2": 0.05, "batch_size": 6,
-              "negatives": "true", "report_loss": True}
+              "negatives": "true", "report_loss": True, "kernel": "tensor"}
 # Repeated users and items: their rows' gradients must add up.
 BPR_USERS = torch.tensor([0, 3, 3, 8, 0, 5])
 BPR_POSITIVES = torch.tensor([1, 1, 4, 6, 2, 1])
@@ -229,13 +229,14 @@ def test_bpr_mf_steps_are_torch_adagrad_on_the_autograd_gradient(catalog):
     assert moved.tolist() == [True, False, False, True, False, True, False, False, True]
 
 
-def test_bpr_mf_logs_its_loss_only_when_asked_and_trains_the_same(catalog):
+@pytest.mark.parametrize("kernel", ["tensor", "fused"])
+def test_bpr_mf_logs_its_loss_only_when_asked_and_trains_the_same(catalog, kernel):
     from m6bench_classic.factorisation import BPRMF
 
     matrix = np.random.default_rng(0).random((9, 7)) < 0.4
     quiet_train, logged_train = tiny_train(matrix, catalog), tiny_train(matrix, catalog)
-    quiet = BPRMF(quiet_train, {**BPR_CONFIG, "report_loss": False})
-    logged = BPRMF(logged_train, {**BPR_CONFIG, "report_loss": True})
+    quiet = BPRMF(quiet_train, {**BPR_CONFIG, "report_loss": False, "kernel": kernel})
+    logged = BPRMF(logged_train, {**BPR_CONFIG, "report_loss": True, "kernel": kernel})
     logged.load_state_dict(quiet.state_dict())
     for epoch in (1, 2):
         assert quiet.fit_epoch(quiet_train, epoch) == {}
@@ -246,6 +247,107 @@ def test_bpr_mf_logs_its_loss_only_when_asked_and_trains_the_same(catalog):
         assert torch.equal(quiet.item_encoder.weight, logged.item_encoder.weight)
     assert quiet.step(torch.tensor([0]), torch.tensor([1]), torch.tensor([2]),
                       with_loss=False) is None
+
+
+def fused_kernel(model, train, max_batch: int, max_bitmap_pairs: int = 2**20):
+    from m6bench_classic._bpr_kernel import FusedBPR
+
+    return FusedBPR(tuple(bpr_tables(model)), train.users, train.items,
+                    train.matrix.crow_indices().numpy(), train.matrix.col_indices().numpy(),
+                    train.n_items, max_batch=max_batch, max_bitmap_pairs=max_bitmap_pairs)
+
+
+def bpr_tables(model) -> list[torch.Tensor]:
+    return [model.user_encoder.weight, model.user_squares, model.item_encoder.weight,
+            model.item_squares]
+
+
+def test_bpr_mf_fused_step_is_the_tensor_step(catalog):
+    from m6bench_classic.factorisation import ADAGRAD_EPS
+
+    tensor_model, fused_model = bpr_model(catalog), bpr_model(catalog)
+    fused_model.load_state_dict(tensor_model.state_dict())
+    kernel = fused_kernel(fused_model, tiny_train(np.eye(9, 7, dtype=bool), catalog), 8)
+    lr, decay = BPR_CONFIG["lr"], 2 * BPR_CONFIG["l2"]
+    for shift in range(3):  # later steps divide by the sums of squares the first ones built
+        users, positives = BPR_USERS.roll(shift), BPR_POSITIVES.roll(shift)
+        bpr, l2 = tensor_model.step(users, positives, BPR_NEGATIVES)
+        fused_bpr, norms = kernel.step(users, positives, BPR_NEGATIVES, lr, decay,
+                                       ADAGRAD_EPS, with_loss=True)
+        assert fused_bpr == pytest.approx(float(bpr), rel=1e-5)
+        assert BPR_CONFIG["l2"] * norms == pytest.approx(float(l2), rel=1e-5)
+        for fused, tensor in zip(bpr_tables(fused_model), bpr_tables(tensor_model)):
+            torch.testing.assert_close(fused, tensor, rtol=1e-5, atol=1e-6)
+    assert kernel.step(BPR_USERS, BPR_POSITIVES, BPR_NEGATIVES, lr, decay, ADAGRAD_EPS,
+                       with_loss=False) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("max_bitmap_pairs", [0, 1000], ids=["binary-search", "bitmap"])
+def test_bpr_mf_fused_true_negatives_are_uniform_over_unseen_items(catalog, max_bitmap_pairs):
+    import scipy.stats
+
+    # User 0 has seen items 0-4 and 9 of 10; user 1 every item; user 2 none.
+    matrix = np.zeros((3, 10), dtype=bool)
+    matrix[0, [0, 1, 2, 3, 4, 9]] = matrix[1] = True
+    train = tiny_train(matrix, catalog)
+    kernel = fused_kernel(bpr_model(catalog), train, 4, max_bitmap_pairs)
+    assert kernel.history[2].size == (0 if max_bitmap_pairs == 0 else 4)  # 30 bits
+    users = torch.zeros(20_000, dtype=torch.int64)
+    negatives = kernel.negatives(users, seed=7).numpy()
+    counts = np.bincount(negatives, minlength=10)
+    assert counts[[0, 1, 2, 3, 4, 9]].sum() == 0
+    assert scipy.stats.chisquare(counts[5:9]).pvalue > 1e-3, counts
+    assert np.array_equal(negatives, kernel.negatives(users, seed=7).numpy())
+    assert not np.array_equal(negatives, kernel.negatives(users, seed=8).numpy())
+    uniform = np.bincount(kernel.negatives(users, 7, true_negatives=False).numpy(),
+                          minlength=10)
+    assert scipy.stats.chisquare(uniform).pvalue > 1e-3, uniform  # training items too
+    # No unseen item: the last of the bounded draws stands, still a valid item.
+    full = kernel.negatives(torch.ones(50, dtype=torch.int64), seed=7)
+    assert bool(((full >= 0) & (full < 10)).all())
+    unseen = kernel.negatives(torch.full((5_000,), 2), seed=7).numpy()
+    assert set(np.unique(unseen)) == set(range(10))
+
+
+def test_bpr_mf_fused_epoch_is_a_shuffle_of_the_training_pairs_in_batches(catalog):
+    """The epoch's steps, replayed one batch at a time through the tensor step from the same
+    order and negatives, give the same tables: every pair once, in batches of batch_size."""
+    from m6bench_classic._bpr_kernel import _GOLDEN, NEGATIVE_TRIES, _mix
+    from m6bench_classic.factorisation import ADAGRAD_EPS
+
+    matrix = np.random.default_rng(3).random((9, 7)) < 0.4
+    train = tiny_train(matrix, catalog)
+    fused_model, tensor_model = bpr_model(catalog), bpr_model(catalog)
+    tensor_model.load_state_dict(fused_model.state_dict())
+    kernel = fused_kernel(fused_model, train, max_batch=6)
+    lr, decay = BPR_CONFIG["lr"], 2 * BPR_CONFIG["l2"]
+    kernel.epoch(11, True, lr, decay, ADAGRAD_EPS, with_loss=False)
+    # Fisher-Yates by hand from the counters after the negatives' (n pairs x their tries).
+    n, seed = train.n_interactions, 11
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        counter = (seed + (n * NEGATIVE_TRIES + i) * int(_GOLDEN)) % 2**64
+        j = int(_mix(np.uint64(counter)) % np.uint64(i + 1))
+        order[i], order[j] = order[j], order[i]
+    users, positives = train.users[order], train.items[order]
+    negatives = kernel.negatives(users, seed)
+    assert not bool(torch.from_numpy(matrix)[users, negatives].any())
+    for start in range(0, n, 6):
+        batch = slice(start, start + 6)
+        tensor_model.step(users[batch], positives[batch], negatives[batch])
+    for fused, tensor in zip(bpr_tables(fused_model), bpr_tables(tensor_model)):
+        torch.testing.assert_close(fused, tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_bpr_mf_fused_kernel_is_refused_off_the_cpu():
+    from m6bench import ConfigError
+    from m6bench_classic.factorisation import _wants_fused_kernel
+
+    assert _wants_fused_kernel("auto", torch.device("cpu"))
+    assert not _wants_fused_kernel("auto", torch.device("meta"))
+    assert not _wants_fused_kernel("tensor", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="kernel='fused' runs on a CPU only"):
+        _wants_fused_kernel("fused", torch.device("meta"))
 
 
 def test_distinct_rows_equal_torch_unique():

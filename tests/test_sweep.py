@@ -199,7 +199,10 @@ def _sweep_command(tmp_path, trials, epochs=6):
             "bpr-mf", "--dataset", "synthetic", "--dataset-opt", "n_users=200",
             "--dataset-opt", "n_items=120", "--trials", str(trials), "--seeds", "0",
             "--pruner", "none", "--set", f"epochs={epochs}", "--set", f"patience={epochs}",
-            "--set", "eval_every=1", "--ledger", str(tmp_path / "ledger.jsonl"), "--quiet"]
+            # The tensor step: the fused CPU kernel's epochs on this data are so short that a
+            # sweep can end between two polls of the interruption tests.
+            "--set", "eval_every=1", "--set", "kernel=tensor",
+            "--ledger", str(tmp_path / "ledger.jsonl"), "--quiet"]
 
 
 def _only_study(tmp_path):

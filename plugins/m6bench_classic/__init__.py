@@ -12,7 +12,7 @@ from typing import Any
 
 from m6bench import ModelSpec, hookimpl
 from m6bench_classic.baselines import Popularity, RandomScores
-from m6bench_classic.factorisation import BPRMF, IALS, NEGATIVE_SAMPLERS
+from m6bench_classic.factorisation import BPR_KERNELS, BPRMF, IALS, NEGATIVE_SAMPLERS
 from m6bench_classic.linear import EASE
 from m6bench_classic.neighbourhood import ItemKNN
 
@@ -96,12 +96,14 @@ MODELS = (
             # rate far too high); Adagrad's steps stay bounded, so the loss is the only
             # sign.  Off saves 5-7% of an epoch when a benchmark times training alone.
             "report_loss": True,
+            # The fused numba step on a CPU, the tensor step elsewhere (factorisation.py).
+            "kernel": "auto",
             # Training-loop keys: 70-90 epochs on ml-100k and ml-1m; the valid curve is
             # noisy, so stop only after 16 epochs without a gain.
             "epochs": 200, "patience": 4, "eval_every": 4,
         },
         search_space=_bpr_mf_space,
-        choices={"negatives": NEGATIVE_SAMPLERS},
+        choices={"negatives": NEGATIVE_SAMPLERS, "kernel": BPR_KERNELS},
         default=True,
         description="Matrix factorisation trained with the BPR pairwise loss (sparse Adagrad).",
         paper="Rendle et al., UAI 2009",
