@@ -16,6 +16,7 @@ import m6bench_classic
 from m6bench import TrainSet, load_catalog
 from m6bench.testing import assert_plugin_conforms, real_data_folder
 from m6bench_classic import EASE, ItemKNN, Popularity, RandomScores
+from m6bench_classic._ials_kernel import solve_side_rows
 from m6bench_classic._sparse import rows_times_dense
 from m6bench_classic.factorisation import ials_loss, solve_side_cg, solve_side_exact
 
@@ -339,15 +340,17 @@ def test_bpr_mf_fused_epoch_is_a_shuffle_of_the_training_pairs_in_batches(catalo
         torch.testing.assert_close(fused, tensor, rtol=1e-5, atol=1e-6)
 
 
-def test_bpr_mf_fused_kernel_is_refused_off_the_cpu():
+def test_fused_kernels_are_refused_off_the_cpu():
     from m6bench import ConfigError
     from m6bench_classic.factorisation import _wants_fused_kernel
 
-    assert _wants_fused_kernel("auto", torch.device("cpu"))
-    assert not _wants_fused_kernel("auto", torch.device("meta"))
-    assert not _wants_fused_kernel("tensor", torch.device("cpu"))
-    with pytest.raises(ConfigError, match="kernel='fused' runs on a CPU only"):
-        _wants_fused_kernel("fused", torch.device("meta"))
+    assert _wants_fused_kernel("auto", torch.device("cpu"), "ials")
+    assert not _wants_fused_kernel("auto", torch.device("meta"), "ials")
+    assert not _wants_fused_kernel("tensor", torch.device("cpu"), "ials")
+    with pytest.raises(ConfigError, match="bpr-mf: kernel='fused' runs on a CPU only"):
+        _wants_fused_kernel("fused", torch.device("meta"), "bpr-mf")
+    with pytest.raises(ConfigError, match="kernel='gpu' is not one of"):
+        _wants_fused_kernel("gpu", torch.device("cpu"), "ials")
 
 
 def test_distinct_rows_equal_torch_unique():
@@ -400,6 +403,29 @@ def test_ials_half_step_is_the_confidence_weighted_least_squares_solution():
                           steps=3 * dim)
     np.testing.assert_allclose(exact.numpy(), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(by_cg.numpy(), expected, rtol=1e-4, atol=1e-5)
+    by_rows = solve_side_rows(fixed, interactions.crow_indices().numpy(),
+                              interactions.col_indices().numpy(), torch.zeros(TINY.shape[0], dim),
+                              alpha, l2, steps=3 * dim, threads=2)
+    np.testing.assert_allclose(by_rows.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_ials_row_wise_cg_is_the_tensor_cg_step_for_step(steps):
+    """A few warm-started steps (far from converged): every row's iterate must match the
+    tensor CG's, rows with no positives and a row that starts at its solution included."""
+    rng = np.random.default_rng(4)
+    matrix = rng.random((30, 12)) < 0.3
+    matrix[5] = False
+    fixed = torch.from_numpy(rng.normal(size=(12, 8))).float()
+    current = torch.from_numpy(rng.normal(size=(30, 8))).float()
+    interactions = torch.from_numpy(matrix).float().to_sparse_csr()
+    current[7] = solve_side_exact(fixed, interactions, 2.0, 0.5, block_size=30)[7]
+    expected = solve_side_cg(fixed, interactions, current, 2.0, 0.5, steps)
+    results = [solve_side_rows(fixed, interactions.crow_indices().numpy(),
+                               interactions.col_indices().numpy(), current, 2.0, 0.5, steps,
+                               threads) for threads in (1, 2)]
+    torch.testing.assert_close(results[0], expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(results[0], results[1])  # no sum crosses rows
 
 
 def test_pop_ranks_items_by_training_count(catalog):
@@ -546,11 +572,12 @@ def test_the_ials_loss_is_the_dense_weighted_objective_summed_by_hand():
     assert float(got) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_ials_logs_its_loss_only_when_asked(catalog):
+@pytest.mark.parametrize("kernel", ["tensor", "fused"])
+def test_ials_logs_its_loss_only_when_asked(catalog, kernel):
     from m6bench_classic import IALS
 
     config = {"dim": 3, "alpha": 2.0, "l2": 0.5, "init_std": 0.1, "cg_steps": 2,
-              "block_size": 4}
+              "block_size": 4, "kernel": kernel}
     quiet = IALS(tiny_train(TINY, catalog), {**config, "report_loss": False})
     train = tiny_train(TINY, catalog)
     logged = IALS(train, {**config, "report_loss": True})

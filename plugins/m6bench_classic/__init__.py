@@ -12,7 +12,7 @@ from typing import Any
 
 from m6bench import ModelSpec, hookimpl
 from m6bench_classic.baselines import Popularity, RandomScores
-from m6bench_classic.factorisation import BPR_KERNELS, BPRMF, IALS, NEGATIVE_SAMPLERS
+from m6bench_classic.factorisation import BPRMF, IALS, KERNELS, NEGATIVE_SAMPLERS
 from m6bench_classic.linear import EASE
 from m6bench_classic.neighbourhood import ItemKNN
 
@@ -103,7 +103,7 @@ MODELS = (
             "epochs": 200, "patience": 4, "eval_every": 4,
         },
         search_space=_bpr_mf_space,
-        choices={"negatives": NEGATIVE_SAMPLERS, "kernel": BPR_KERNELS},
+        choices={"negatives": NEGATIVE_SAMPLERS, "kernel": KERNELS},
         default=True,
         description="Matrix factorisation trained with the BPR pairwise loss (sparse Adagrad).",
         paper="Rendle et al., UAI 2009",
@@ -128,11 +128,14 @@ MODELS = (
             "block_size": 1024,
             # Early stopping reads the valid metric; the objective is logged on request.
             "report_loss": False,
+            # The row-wise numba CG on a CPU, the tensor CG elsewhere (factorisation.py).
+            "kernel": "auto",
             # Training-loop keys: ALS converges in a handful of sweeps (8 on ml-100k, ~15 on
             # ml-1m).
             "epochs": 20, "patience": 2, "eval_every": 1,
         },
         search_space=_ials_space,
+        choices={"kernel": KERNELS},
         description="Implicit-feedback ALS with confidence 1 + alpha, batched conjugate-gradient "
                     "(or exact) least-squares solves.",
         paper="Hu, Koren, Volinsky, ICDM 2008",

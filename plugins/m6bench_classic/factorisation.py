@@ -11,10 +11,11 @@ from torch.optim.adagrad import adagrad
 from m6bench import ConfigError, Recommender, TrainSet, row_gradient
 from m6bench_classic._sparse import float_csr, row_block, transpose_csr
 
-# The recipe's declared choices of ``negatives`` and ``kernel`` (checked when the config is
-# resolved).
+# The recipes' declared choices of ``negatives`` and ``kernel`` (checked when the config is
+# resolved).  ``kernel``: "fused" trains with the model's numba CPU kernel, "tensor" with
+# tensor operations (any device), "auto" fused on a CPU.
 NEGATIVE_SAMPLERS = ("uniform", "true")
-BPR_KERNELS = ("auto", "fused", "tensor")
+KERNELS = ("auto", "fused", "tensor")
 
 
 class BPRMF(Recommender):
@@ -62,7 +63,7 @@ class BPRMF(Recommender):
         # Early stopping reads the validation metric, not the loss; the loss's two extra
         # passes over every batch's rows cost 5-7% of an ML-1M epoch, so it is on request.
         self.report_loss = bool(config["report_loss"])
-        self.fused = _wants_fused_kernel(str(config["kernel"]), train.device)
+        self.fused = _wants_fused_kernel(str(config["kernel"]), train.device, "bpr-mf")
 
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
         if self.fused:
@@ -162,15 +163,17 @@ class BPRMF(Recommender):
         return self.fusion.all_items(self.user_encoder(users), self.item_encoder.weight)
 
 
-def _wants_fused_kernel(kernel: str, device: torch.device) -> bool:
-    if kernel not in BPR_KERNELS:
-        raise ConfigError(f"bpr-mf: kernel={kernel!r} is not one of {BPR_KERNELS}; use "
+def _wants_fused_kernel(kernel: str, device: torch.device, model: str) -> bool:
+    """Whether ``model`` trains with its numba CPU kernel (``kernel``: one of
+    :data:`KERNELS`)."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"{model}: kernel={kernel!r} is not one of {KERNELS}; use "
                           "--set kernel=auto.")
     if kernel == "tensor" or (kernel == "auto" and device.type != "cpu"):
         return False
     if device.type != "cpu":
-        raise ConfigError(f"bpr-mf: kernel='fused' runs on a CPU only, and this run's device "
-                          f"is {device}; use --set kernel=auto (the tensor step there).")
+        raise ConfigError(f"{model}: kernel='fused' runs on a CPU only, and this run's device "
+                          f"is {device}; use --set kernel=auto (the tensor code there).")
     return True
 
 
@@ -339,6 +342,9 @@ class IALS(Recommender):
     that many warm-started conjugate-gradient steps (``O(nnz d)`` per step; the scalable
     default); ``cg_steps = 0`` solves every ``d x d`` system exactly (``O(nnz d^2)`` time,
     ``O(n d^2)`` memory).  ``report_loss`` logs the objective (:func:`ials_loss`) each epoch.
+    ``kernel``: the CG half-step as one numba loop over rows on a CPU (``"fused"``, what
+    ``"auto"`` picks there; :mod:`m6bench_classic._ials_kernel`), or as whole-table tensor
+    operations (``"tensor"``, any device).
     """
 
     iterative = True
@@ -354,6 +360,7 @@ class IALS(Recommender):
         # epoch cost a tenth of a CG epoch on ML-1M (two thirds before ials_loss's sampled
         # product), so it is logged only on request.
         self.report_loss = bool(config["report_loss"])
+        self.fused = _wants_fused_kernel(str(config["kernel"]), train.device, "ials")
         # Training data in both orientations: buffers so that .to() moves them, not persistent.
         self.register_buffer("user_item", float_csr(train.matrix), persistent=False)
         self.register_buffer("item_user", transpose_csr(self.user_item), persistent=False)
@@ -379,6 +386,12 @@ class IALS(Recommender):
 
     def _solve(self, fixed: torch.Tensor, interactions: torch.Tensor,
                current: torch.Tensor) -> torch.Tensor:
+        if self.cg_steps > 0 and self.fused:
+            from m6bench_classic._ials_kernel import solve_side_rows
+
+            return solve_side_rows(fixed, interactions.crow_indices().numpy(),
+                                   interactions.col_indices().numpy(), current, self.alpha,
+                                   self.l2, self.cg_steps, torch.get_num_threads())
         if self.cg_steps > 0:
             return solve_side_cg(fixed, interactions, current, self.alpha, self.l2,
                                  self.cg_steps)
