@@ -60,16 +60,18 @@ def epoch_seconds(catalog, dataset: str, model: str, epochs: int,
 
 def bpr_component_seconds(catalog, dataset: str, epochs: int, overrides: dict
                           ) -> dict[str, list[float]]:
-    """Per timed epoch of bpr-mf, the seconds of each part of ``fit_epoch``: the epoch's
-    batches (``TrainSet.bpr_batches``: shuffle and negative sampling), the hand-applied
-    gradients, and the Adagrad steps of the user and the item table."""
+    """Per timed epoch of bpr-mf's tensor step (``kernel=tensor``), the seconds of each part
+    of ``fit_epoch``: the epoch's batches (``TrainSet.bpr_batches``: shuffle and negative
+    sampling), the hand-applied gradients, and the Adagrad steps of the user and the item
+    table."""
     from m6bench_classic.factorisation import adagrad_rows
 
     bench = prepare_benchmark(catalog, catalog.benchmarks.get(dataset), seed=0,
                               device=torch.device("cpu"))
     name, spec = catalog.model("classic", "bpr-mf")
-    model = spec.build(bench.train, resolve_config({**spec.defaults, **overrides},
-                                                   model_name=name))
+    # The parts of the tensor step (the fused CPU kernel is one call with no parts to time).
+    model = spec.build(bench.train, resolve_config({**spec.defaults, "kernel": "tensor",
+                                                    **overrides}, model_name=name))
     model.fit_epoch(bench.train, 1)
     parts: dict[str, list[float]] = {"batches": [], "gradients": [], "adagrad users": [],
                                      "adagrad items": []}
