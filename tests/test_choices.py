@@ -14,7 +14,8 @@ from m6bench.runs.config import resolve_config
 BUILT_IN_PLUGINS = ("classic", "gnn-mf", "pct-cf", "m6-fusion", "deep")
 # The enumerated config keys of the built-in recipes and their allowed values.
 EXPECTED_CHOICES = {
-    "bpr-mf": {"negatives": ("uniform", "true")},
+    "bpr-mf": {"negatives": ("uniform", "true"), "kernel": ("auto", "fused", "tensor")},
+    "ials": {"kernel": ("auto", "fused", "tensor")},
     "gnn-mf": {"negatives": ("uniform", "true")},
     "gnn-mf-rating": {"negatives": ("uniform", "true"), "finetune": ("head", "all")},
     "pct-cf": {"pair_domain": ("auto", "item", "user"),

@@ -64,6 +64,10 @@ class BPRMF(Recommender):
         # passes over every batch's rows cost 5-7% of an ML-1M epoch, so it is on request.
         self.report_loss = bool(config["report_loss"])
         self.fused = _wants_fused_kernel(str(config["kernel"]), train.device, "bpr-mf")
+        if self.fused:
+            from m6bench_classic._bpr_kernel import warm_up
+
+            warm_up()
 
     def fit_epoch(self, train: TrainSet, epoch: int) -> Mapping[str, float]:
         if self.fused:
@@ -361,6 +365,10 @@ class IALS(Recommender):
         # product), so it is logged only on request.
         self.report_loss = bool(config["report_loss"])
         self.fused = _wants_fused_kernel(str(config["kernel"]), train.device, "ials")
+        if self.fused and self.cg_steps > 0:
+            from m6bench_classic._ials_kernel import warm_up
+
+            warm_up()
         # Training data in both orientations: buffers so that .to() moves them, not persistent.
         self.register_buffer("user_item", float_csr(train.matrix), persistent=False)
         self.register_buffer("item_user", transpose_csr(self.user_item), persistent=False)
