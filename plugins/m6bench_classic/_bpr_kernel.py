@@ -136,6 +136,22 @@ def _touch(row: int, counts: np.ndarray, touched: np.ndarray, n_touched: int) ->
 
 
 @numba.njit(**_KERNEL)
+def _step_touched(table: np.ndarray, squares: np.ndarray, gradients: np.ndarray,
+                  counts: np.ndarray, touched: np.ndarray, decay: np.float32, lr: np.float32,
+                  eps: np.float32, with_loss: bool) -> float:
+    """The Adagrad step of each touched row of one table; returns the l2 term's squared
+    norms (each row's, once per occurrence, before its step; 0 unless ``with_loss``)."""
+    norms_total = 0.0
+    for row in touched:
+        if with_loss:
+            norms_total += counts[row] * _squared_norm(table[row])
+        _adagrad_row(table[row], squares[row], gradients[row], np.float32(decay * counts[row]),
+                     lr, eps)
+        counts[row] = 0
+    return norms_total
+
+
+@numba.njit(**_KERNEL)
 def _step(tables: tuple, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray,
           lr: np.float32, decay: np.float32, eps: np.float32, work: tuple,
           with_loss: bool) -> tuple:
@@ -172,21 +188,10 @@ def _step(tables: tuple, users: np.ndarray, positives: np.ndarray, negatives: np
         negative_gradient = item_gradients[negative]
         for k in range(own.shape[0]):
             negative_gradient[k] -= g * own[k]
-    # The l2 term's squared norms: each touched row's, once per occurrence, before its step.
-    for t in range(n_users):
-        row = user_touched[t]
-        if with_loss:
-            norms_total += user_counts[row] * _squared_norm(user_table[row])
-        _adagrad_row(user_table[row], user_squares[row], user_gradients[row],
-                     np.float32(decay * user_counts[row]), lr, eps)
-        user_counts[row] = 0
-    for t in range(n_items):
-        row = item_touched[t]
-        if with_loss:
-            norms_total += item_counts[row] * _squared_norm(item_table[row])
-        _adagrad_row(item_table[row], item_squares[row], item_gradients[row],
-                     np.float32(decay * item_counts[row]), lr, eps)
-        item_counts[row] = 0
+    norms_total += _step_touched(user_table, user_squares, user_gradients, user_counts,
+                                 user_touched[:n_users], decay, lr, eps, with_loss)
+    norms_total += _step_touched(item_table, item_squares, item_gradients, item_counts,
+                                 item_touched[:n_items], decay, lr, eps, with_loss)
     return ranking_total, norms_total
 
 
