@@ -17,7 +17,7 @@ from m6bench import PluginError, hookimpl
 from m6bench.cli import COMMANDS, common, main
 from m6bench.cli import catalog as cli_catalog
 
-HEAVY = ("torch", "optuna", "datasets")
+HEAVY = ("torch", "optuna", "datasets", "scipy")
 
 
 def _heavy_modules_after(code: str) -> dict[str, object]:
