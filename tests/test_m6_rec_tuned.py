@@ -20,7 +20,14 @@ from m6bench import ConfigError, Dataset, load_catalog, resolve_config, seed_eve
 from m6bench.testing import assert_plugin_conforms
 from m6bench.testing.bench import fresh_train, kit_benchmarks
 from m6bench_m6_rec import tuned
-from m6bench_m6_rec.adapter import ResidualAdapter, history_sums, leave_one_out_means
+from m6bench_m6_rec.adapter import (
+    ResidualAdapter,
+    TextPopularityHead,
+    full_softmax,
+    history_sums,
+    leave_one_out_means,
+    other_positives,
+)
 from m6bench_m6_rec.prior import fit_text_popularity, neighbour_popularity, prior_with_text
 from m6bench_m6_rec.prompts import in_batch_softmax
 from m6bench_m6_rec.tuned import TUNED_SPEC, TunedRecommender
@@ -35,6 +42,10 @@ ADAPTER = {"tuning": "adapter", "adapter_rank": 2, "adapter_batch": 16,
            "adapter_steps_per_epoch": 3}
 ADAPTER_TENSORS = {f"vector_adapters.{side}.{name}" for side in ("user", "item")
                    for name in ("down", "up")}
+# the full loss's text bias: Linear(384, 64), GELU, Linear(64, 1)
+HEAD_TENSORS = {f"popularity_head.layers.{layer}.{name}" for layer in (0, 2)
+                for name in ("weight", "bias")}
+HEAD_COUNT = 384 * 64 + 64 + 64 + 1
 
 
 @pytest.fixture(scope="module")
@@ -247,11 +258,13 @@ def test_score_is_the_prompted_logit_plus_the_late_term_and_the_prior(bench):
 
 
 # ---------------------------------------------------------------------------- adapter mode
-def test_adapter_mode_trains_only_the_residual_adapters(bench):
-    model = _build(bench, **ADAPTER)
+@pytest.mark.parametrize(("loss", "trained"), [("full", ADAPTER_TENSORS | HEAD_TENSORS),
+                                               ("in-batch", ADAPTER_TENSORS)])
+def test_adapter_mode_trains_only_the_residual_adapters(bench, loss, trained):
+    model = _build(bench, **ADAPTER, adapter_loss=loss)
     assert not hasattr(model, "prompts") and not hasattr(model, "encoder")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == ADAPTER_TENSORS
+    assert trainable == trained
     frozen = {f"zero.{k}": v.detach().clone()
               for k, v in model.zero_shot.encoder.model.named_parameters()}
     buffers = {k: v.clone() for k, v in model.named_buffers()}
@@ -260,25 +273,92 @@ def test_adapter_mode_trains_only_the_residual_adapters(bench):
     assert math.isfinite(losses["loss"])
     after = dict(model.named_parameters())
     # the up-projections start at zero and must have moved; the down ones move with them
-    assert {k for k in before if not torch.equal(before[k], after[k])} == ADAPTER_TENSORS
+    assert {k for k in before if not torch.equal(before[k], after[k])} == trained
     assert all(torch.equal(v, dict(model.zero_shot.encoder.model.named_parameters())[k[5:]])
                for k, v in frozen.items())
     assert all(torch.equal(v, dict(model.named_buffers())[k]) for k, v in buffers.items())
-    assert set(model.state_dict()) == ADAPTER_TENSORS
+    assert set(model.state_dict()) == trained
 
 
 def test_adapter_parameter_count_by_hand(bench):
-    # two adapters (user, item), each A (rank, 384) and B (384, rank): 4 * 384 * rank
-    assert _build(bench, **ADAPTER, text_prior="off").trained_parameter_count() == 4 * 384 * 2
-    assert _build(bench, **{**ADAPTER, "adapter_rank": 16},
+    # two adapters (user, item), each A (rank, 384) and B (384, rank): 4 * 384 * rank; the
+    # full loss adds its text bias (HEAD_COUNT, or 385 when linear), the ridge prior 385
+    in_batch = {**ADAPTER, "adapter_loss": "in-batch"}
+    assert _build(bench, **in_batch, text_prior="off").trained_parameter_count() == 4 * 384 * 2
+    assert _build(bench, **ADAPTER, text_prior="off").trained_parameter_count() == \
+        4 * 384 * 2 + HEAD_COUNT
+    assert _build(bench, **ADAPTER, text_prior="off",
+                  popularity_head=0).trained_parameter_count() == 4 * 384 * 2 + 385
+    assert _build(bench, **{**in_batch, "adapter_rank": 16},
                   text_prior="ridge").trained_parameter_count() == 24576 + 385
     # the knn prior fits nothing: it reads the corpus's counts
-    assert _build(bench, **ADAPTER, text_prior="knn").trained_parameter_count() == 3072
-    both = _build(bench, **{**ADAPTER, "tuning": "both"}, text_prior="off")
+    assert _build(bench, **in_batch, text_prior="knn").trained_parameter_count() == 3072
+    both = _build(bench, **{**in_batch, "tuning": "both"}, text_prior="off")
     assert both.trained_parameter_count() == 3072 + 2 * 4 * 384
-    # the default rank stays far below 2% of the encoder's 22.7 M weights (454 k)
+    # the defaults stay far below 2% of the encoder's 22.7 M weights (454 k)
     model = _build(bench, **{**ADAPTER, "adapter_rank": TUNED_SPEC.defaults["adapter_rank"]})
     assert model.trained_parameter_count() / model.frozen_parameter_count() <= 0.02
+
+
+def test_full_softmax_and_other_positives_by_hand():
+    users = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    bias = torch.tensor([0.0, 1.0, -1.0])
+    # user 0 has columns 0 and 2, user 1 columns 1 and 2 (CSR), user 2 none
+    indptr, columns = torch.tensor([0, 2, 4, 4]), torch.tensor([0, 2, 1, 2])
+    excluded = other_positives(indptr, columns, torch.tensor([0, 1, 0]),
+                               torch.tensor([2, 1, 0]), 3)
+    # a row's own target stays, the user's other positives go
+    assert excluded.tolist() == [[True, False, False], [False, False, True],
+                                 [False, False, True]]
+    assert not other_positives(indptr, columns, torch.tensor([2]), torch.tensor([1]), 3).any()
+    # at temperature 0.5: user 0 logits (2, 0, 2) + bias = (2, 1, 1), column 0 dropped:
+    # -log(e^1 / (e^1 + e^1)); user 1 logits (0, 4, 4) + bias = (0, 5, 3), column 2
+    # dropped, target 1: -log(e^5 / (e^0 + e^5))
+    loss = full_softmax(users, items, bias, 0.5, torch.tensor([2, 1]), excluded[:2])
+    expected = (math.log(2) + math.log(1 + math.exp(-5))) / 2
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+
+
+def test_text_popularity_head_by_hand():
+    head = TextPopularityHead(hidden=2, width=0)
+    with torch.no_grad():
+        head.layers.weight.copy_(torch.tensor([[2.0, -1.0]]))
+        head.layers.bias.fill_(0.5)
+    assert head(torch.tensor([[1.0, 1.0], [0.0, 2.0]])).tolist() == [1.5, -1.5]
+    assert sum(p.numel() for p in TextPopularityHead(384, 64).parameters()) == HEAD_COUNT
+    with pytest.raises(ConfigError, match="popularity_head"):
+        TextPopularityHead(2, -1)
+
+
+def test_full_loss_columns_are_the_counted_items_only():
+    """Items no one chose in training (cold items) are no columns of the full softmax: they
+    would only learn to score low.  The model's loss is the hand-built softmax over the
+    counted items, each user's other positives left out."""
+    cold, _ = kit_benchmarks(load_catalog(), "cold-items", seed=0, device=torch.device("cpu"))
+    train = fresh_train(cold, 0)
+    model = _build(cold, train=train, **ADAPTER, text_dropout=0.0)
+    counts = train.item_popularity.cpu()
+    assert torch.equal(model.counted_items, torch.nonzero(counts > 0).squeeze(1))
+    assert len(model.counted_items) < train.n_items  # the held-out items are not columns
+    assert (model.corpus_columns[counts == 0] == -1).all()
+    users, items = train.users[:5].cpu(), train.items[:5].cpu()
+    with torch.no_grad():
+        loss = model._adapter_loss(users, items)
+        vectors = model.corpus_vectors[model.counted_items]
+        seen = train.matrix.to_dense().cpu()[:, model.counted_items] > 0
+        logits = (model.vector_adapters.users(leave_one_out_means(
+            model.corpus_sums, model.corpus_lengths, users, items, model.corpus_vectors))
+            @ model.vector_adapters.items(vectors).T / model.config["temperature"]
+            + model.popularity_head(vectors))
+        targets = torch.searchsorted(model.counted_items, items)
+        mask = seen[users]
+        mask[torch.arange(5), targets] = False
+        expected = torch.nn.functional.cross_entropy(logits.masked_fill(mask, -torch.inf),
+                                                     targets)
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(ConfigError, match="text_dropout"):
+        _build(cold, **ADAPTER, text_dropout=1.0)
 
 
 def test_residual_adapter_and_leave_one_out_means_by_hand():
@@ -343,8 +423,10 @@ def test_text_prior_auto_is_ridge_on_own_counts_and_knn_on_another_dataset(bench
     assert other._text_prior() == "knn" and other.text_prior_coefficients.numel() == 0
 
 
-def test_adapter_score_is_the_adapted_logit_plus_the_late_term_and_the_prior(bench):
-    model = _build(bench, **ADAPTER, late_weight=2.0, adapter_weight=0.5, temperature=0.1)
+@pytest.mark.parametrize("loss", ["full", "in-batch"])
+def test_adapter_score_is_the_adapted_logit_plus_the_late_term_and_the_prior(bench, loss):
+    model = _build(bench, **ADAPTER, adapter_loss=loss, late_weight=2.0, adapter_weight=0.5,
+                   temperature=0.1)
     model.train().fit_epoch(fresh_train(bench, 0), 1)
     users = torch.arange(bench.train.n_users)
     with torch.no_grad():
@@ -354,8 +436,10 @@ def test_adapter_score_is_the_adapted_logit_plus_the_late_term_and_the_prior(ben
         user_vectors = adapters.user(model.user_means)
         item_vectors = torch.nn.functional.normalize(adapters.item(model.base_item_vectors),
                                                      dim=-1)
-        logit = 0.5 / 0.1 * (user_vectors @ item_vectors.T)
-    assert torch.allclose(full, logit + 2.0 * late + model.prior, atol=1e-5)
+        logit = user_vectors @ item_vectors.T / 0.1
+        if loss == "full":  # the text bias, without dropout when scoring
+            logit = logit + model.popularity_head(model.base_item_vectors)[None, :]
+    assert torch.allclose(full, 0.5 * logit + 2.0 * late + model.prior, atol=1e-5)
     # a user's mean is the plain mean of their history's frozen item vectors
     history = bench.train.matrix.to_dense()[0].nonzero().squeeze(1)
     assert torch.allclose(model.user_means[0], model.base_item_vectors[history].mean(0),
@@ -371,6 +455,6 @@ def test_adapter_int8_item_vectors_score_close_to_float32(bench):
         with torch.no_grad():
             scores[kind] = model.eval()._adapted_logits(users)
     # per-row int8 keeps each entry within scale / 2 (scale <= 1/127 for a unit vector): the
-    # scores move, but by a small fraction of the 0.5 / 0.05 = 10 logit scale
+    # scores move, but by a small fraction of the 1 / 0.05 = 20 logit scale
     assert not torch.equal(scores["float32"], scores["int8"])
     assert torch.allclose(scores["float32"], scores["int8"], atol=0.5, rtol=0.05)

@@ -12,6 +12,16 @@ Why over cached vectors: nothing backpropagates through the encoder, so a step o
 (user, item) pairs costs a few small matrix products instead of a 3-layer transformer pass,
 and a pass over ml-100k's training pairs takes seconds (the soft prompts' 120 steps of 32
 pairs took ~300 s).
+
+Two losses (``adapter_loss``):
+
+* ``"full"`` (default): a softmax over every item the tuning corpus counts, a user's other
+  positives left out as negatives, with a :class:`TextPopularityHead` adding each item's
+  logit bias from its text.  The item vectors go through dropout in training (as
+  m6-fusion's ``text_dropout``), so the adapters and the head learn from text what
+  carries over to items they never saw, rather than the warm items' exact vectors.
+* ``"in-batch"``: the batch's other positives as negatives, logQ-corrected (Yi et al.,
+  RecSys 2019); no bias, since the correction takes popularity out of the logit.
 """
 
 from __future__ import annotations
@@ -60,6 +70,55 @@ class BehaviourAdapters(nn.Module):
     def items(self, item_vectors: Tensor) -> Tensor:
         """Adapted item vectors, unit length ``(I, H)``."""
         return nn.functional.normalize(self.item(item_vectors), dim=-1)
+
+
+class TextPopularityHead(nn.Module):
+    """An item's logit bias from its frozen text vector ``(I, H) -> (I,)``: one hidden layer
+    of ``width`` GELU units, or a linear map when ``width`` is 0.
+
+    Why learned inside the softmax: with full negatives the bias is the item's share of the
+    users' choices that their history does not explain, which is popularity as these users
+    see it, read from the text that a cold item has too.
+    """
+
+    def __init__(self, hidden: int, width: int) -> None:
+        super().__init__()
+        if width < 0:
+            raise ConfigError(f"m6-rec-tuned: popularity_head={width} must be 0 (linear) or "
+                              "a hidden width (e.g. --set popularity_head=64).")
+        self.layers = (nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, 1))
+                       if width else nn.Linear(hidden, 1))
+
+    def forward(self, item_vectors: Tensor) -> Tensor:
+        return self.layers(item_vectors).squeeze(-1)
+
+
+def full_softmax(user_vectors: Tensor, item_vectors: Tensor, item_bias: Tensor,
+                 temperature: float, targets: Tensor, excluded: Tensor) -> Tensor:
+    """Mean cross-entropy of each row's ``targets`` column among all ``item_vectors``.
+
+    Logits are ``user_vectors (B, H) @ item_vectors (I, H).T / temperature + item_bias
+    (I,)``; the ``excluded`` ``(B, I)`` entries (a user's other positives, no negatives of
+    this pair) are dropped from the softmax.
+    """
+    logits = user_vectors @ item_vectors.T / float(temperature) + item_bias[None, :]
+    return nn.functional.cross_entropy(logits.masked_fill(excluded, float("-inf")), targets)
+
+
+def other_positives(indptr: Tensor, positives: Tensor, users: Tensor, targets: Tensor,
+                    columns: int) -> Tensor:
+    """``(B, columns)`` bool: row ``b`` marks user ``users[b]``'s positive columns except its
+    own target ``targets[b]``.  The positives are CSR ``indptr (U + 1,)`` and column indices
+    ``positives``."""
+    starts, ends = indptr[users], indptr[users + 1]
+    lengths = ends - starts
+    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
+    offsets = torch.arange(int(lengths.sum()), device=users.device) - \
+        torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    mask = torch.zeros(len(users), columns, dtype=torch.bool, device=users.device)
+    mask[rows, positives[torch.repeat_interleave(starts, lengths) + offsets]] = True
+    mask[torch.arange(len(users), device=users.device), targets] = False
+    return mask
 
 
 def history_sums(item_vectors: Tensor, histories: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:

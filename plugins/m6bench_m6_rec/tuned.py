@@ -1,37 +1,41 @@
 """m6-rec-tuned: the frozen text encoder with a few trained tensors, in one of three modes.
 
 A user is the text of their training history (most recent first), an item the text of its
-side data; the encoder stays frozen.  ``tuning`` chooses what trains, always with an
-in-batch sampled softmax over (user, positive item) pairs and the harness's early stopping
-on validation:
+side data; the encoder stays frozen.  ``tuning`` chooses what trains, always with a sampled
+softmax over (user, positive item) pairs and the harness's early stopping on validation:
 
 * ``"adapter"`` (default, :mod:`m6bench_m6_rec.adapter`): two LoRA-shaped residual adapters
   (rank ``adapter_rank``) on the frozen, cached pooled item vectors, a user being the mean
-  vector of their history's items.  No gradient reaches the encoder, so tuning takes
-  seconds per epoch.
+  vector of their history's items, and (``adapter_loss="full"``, the default) a text bias
+  head, trained with a softmax over every item the corpus counts.  No gradient reaches the
+  encoder, so tuning takes seconds per epoch.
 * ``"prompt"``: M6-Rec's option tuning, two soft prompts (user side, item side) inserted
   after [CLS] and pooled through the first ``layers`` layers; optionally LoRA adapters in
-  the encoder's attention through peft (``lora > 0``).  Every step backpropagates through
-  the encoder (~2.8 s per 32 pairs on one busy core).
+  the encoder's attention through peft (``lora > 0``); in-batch negatives.  Every step
+  backpropagates through the encoder (~2.8 s per 32 pairs on one busy core).
 * ``"both"``: the two, their logits added.
 
-Why a popularity prior: the in-batch softmax takes its negatives from the batch's positives,
-so in proportion to popularity, and the trained logit estimates ``log p(i | u) - log q(i)``
-(Yi et al., "Sampling-bias-corrected neural modeling", RecSys 2019; the adapter subtracts
-``log q`` explicitly).  Scores add ``popularity_prior * log(1 + n_i)`` back (1 = the full
-correction), ``n_i`` counting the tuning corpus's positives of item ``i``, matched by item
-text; an item the corpus does not count gets an estimate from its text (``text_prior``,
-:mod:`m6bench_m6_rec.prior`).  A third, frozen term is ``late_weight`` times m6-rec-zero's
-behaviour MaxSim (the best cosine of an item with any item of the user's history).
+The popularity prior: scores add ``popularity_prior * log(1 + n_i)``, ``n_i`` counting the
+tuning corpus's positives of item ``i``, matched by item text; an item the corpus does not
+count gets an estimate from its text (``text_prior``, :mod:`m6bench_m6_rec.prior`).  Under
+an in-batch softmax it puts back what the batch's popularity-skewed negatives take out
+(the trained logit estimates ``log p(i | u) - log q(i)``, Yi et al., RecSys 2019).  Under
+the full softmax the text bias already carries popularity; the prior still helps cold
+items, as a second, closed-form estimate of it (validation below).  A third, frozen term
+is ``late_weight`` times m6-rec-zero's behaviour MaxSim (the best cosine of an item with
+any item of the user's history), off by default.
 
-Why the adapter is the default.  On ``ml-100k-cold-items`` (test NDCG@10, 5 seeds) the
-prompt mode (4 x 30 steps, ~480 s a run) scored a mean 0.278, the adapter mode (~45 s a
-run) 0.316.  The prompts learn through a 3-layer encoder from 3,840 pairs; the adapters see
-every training pair in seconds and learn what m6-fusion learns from the warm items: which
-text predicts which user's choice.  Its weights were chosen by validation NDCG@10 over the
-5 seeds (mean 0.354 at ``adapter_weight`` 0.5 with ``late_weight`` 4, against 0.347-0.355
-for 0.25-1 and late weights 1-4; rank 4 0.333; a residual MLP in place of the low-rank
-map 0.354, no better).
+Why these defaults.  On ``ml-100k-cold-items`` (test NDCG@10, 5 seeds, each epoch and term
+weight picked by validation): soft prompts (4 x 30 steps, ~480 s a run) 0.278; adapters
+with the in-batch loss, the late term at 4 and the prior (~45 s) 0.316; the full loss
+with text dropout 0.5, its text bias and the prior 0.372, where m6-fusion scores 0.347.
+The in-batch loss learns the user's taste but leaves popularity to the prior, whose ridge
+estimate from text is weak; the full softmax learns both from the same text, and its
+dropout keeps the adapters from memorising the warm items' exact vectors (without it,
+validation fell after the first epoch).  In the same study: Adam at 0.003 beat 0.01
+(0.393 against 0.378 on seeds 0 and 2-4; at 0.01 one seed fell from 0.31 to 0.23 in two
+epochs); a linear bias 0.360; epochs of 100 steps no better (0.360 with dropout 0.5 on
+seeds 0-2, 0.358 with 0.7 on seeds 0-3); the late term no help once the loss is full.
 
 ``tune_dataset`` (a registered dataset name, e.g. ``"ml-1m"``) tunes on that dataset's
 interactions instead of the benchmark's: the benchmark's training part is then read only as
@@ -51,9 +55,12 @@ from torch import Tensor, nn
 from m6bench import ConfigError, ModelSpec, Recommender, TrainSet
 from m6bench_m6_rec.adapter import (
     BehaviourAdapters,
+    TextPopularityHead,
+    full_softmax,
     history_means,
     history_sums,
     leave_one_out_means,
+    other_positives,
 )
 from m6bench_m6_rec.cache import VectorCache
 from m6bench_m6_rec.encoder import DEFAULT_ENCODER, TextEncoder
@@ -81,6 +88,7 @@ from m6bench_m6_rec.text import DEFAULT_ITEM_TEMPLATE, DEFAULT_USER_TEMPLATE, us
 from m6bench_m6_rec.zero import ZeroShotRecommender
 
 TUNINGS = ("adapter", "prompt", "both")
+ADAPTER_LOSSES = ("full", "in-batch")  # see adapter.py
 # "auto": ridge on the benchmark's own counts, knn on another dataset's (see prior.py)
 TEXT_PRIORS = ("auto", "ridge", "knn", "off")
 DEFAULTS: dict[str, Any] = {
@@ -100,10 +108,13 @@ DEFAULTS: dict[str, Any] = {
     # --- adapter mode: 300 steps of 256 pairs are about one pass over ml-100k's training
     # pairs, a few seconds on one core
     "adapter_rank": 16,
-    "adapter_lr": 0.01,
+    "adapter_lr": 0.003,
     "adapter_batch": 256,
     "adapter_steps_per_epoch": 300,
-    "adapter_weight": 0.5,  # weight of the adapted logit in scores
+    "adapter_weight": 1.0,  # weight of the adapted logit in scores
+    "adapter_loss": "full",  # "full": all counted items, a text bias; "in-batch": logQ
+    "text_dropout": 0.5,  # full loss: dropout on the item vectors in training
+    "popularity_head": 64,  # full loss: hidden width of the text bias (0 = linear)
     # --- both modes
     "temperature": 0.05,
     "popularity_prior": 1.0,  # weight of log(1 + positives in the tuning corpus) in scores
@@ -111,16 +122,17 @@ DEFAULTS: dict[str, Any] = {
     "text_prior_ridge": 10.0,  # ridge: its penalty
     "text_prior_neighbours": 10,  # knn: how many counted items
     "text_prior_temperature": 0.05,  # knn: the softmax temperature of their cosines
-    "late_weight": 4.0,  # weight of m6-rec-zero's frozen behaviour MaxSim in scores (0 = off)
+    "late_weight": 0.0,  # weight of m6-rec-zero's frozen behaviour MaxSim in scores (0 = off)
     "tune_dataset": "",  # "" = the benchmark's training part
     "user_template": DEFAULT_USER_TEMPLATE,
     "item_template": DEFAULT_ITEM_TEMPLATE,
     "item_vectors": "float32",  # "int8": item vectors stored per-row int8 for scoring
-    # Four epochs, validation after each: early stopping keeps the best state.  In prompt
-    # mode that is at most 4 x 30 steps of 32 pairs (a step backpropagates through 3 layers
-    # for 64 texts' worth of tokens, ~2.8 s on one busy core).
-    "epochs": 4,
-    "patience": 2,
+    # Eight epochs, validation after each: early stopping keeps the best state.  An adapter
+    # epoch takes ~12 s on ml-100k; in prompt mode an epoch is 30 steps of 32 pairs (a step
+    # backpropagates through 3 layers for 64 texts' worth of tokens, ~2.8 s on one busy
+    # core), so at most ~11 minutes.
+    "epochs": 8,
+    "patience": 3,
 }
 
 
@@ -176,7 +188,8 @@ class TunedRecommender(Recommender):
             groups.append({"params": [*self.prompts.parameters(), *self.adapters.parameters()],
                            "lr": float(cfg["lr"])})
         if self.uses_adapters:
-            groups.append({"params": list(self.vector_adapters.parameters()),
+            groups.append({"params": [*self.vector_adapters.parameters(),
+                                      *self.popularity_head.parameters()],
                            "lr": float(cfg["adapter_lr"])})
         self.optimiser = torch.optim.Adam(groups)
 
@@ -207,19 +220,46 @@ class TunedRecommender(Recommender):
         """Adapter mode: the adapters, and the frozen vectors they read as buffers: the
         corpus's item vectors, history sums and log sampling probabilities (training), the
         benchmark's item vectors and users' history means (scoring)."""
+        cfg = self.config
         device = corpus_vectors.device
-        self.vector_adapters = BehaviourAdapters(corpus_vectors.shape[1],
-                                                 int(self.config["adapter_rank"])).to(device)
+        hidden = corpus_vectors.shape[1]
+        self.vector_adapters = BehaviourAdapters(hidden, int(cfg["adapter_rank"])).to(device)
+        self.full_loss = cfg["adapter_loss"] == "full"
+        if not 0.0 <= float(cfg["text_dropout"]) < 1.0:
+            raise ConfigError(f"m6-rec-tuned: text_dropout={cfg['text_dropout']} must be in "
+                              "[0, 1) (e.g. --set text_dropout=0.5).")
+        # the in-batch loss has no bias: an empty head keeps the state's keys per mode
+        self.popularity_head = (TextPopularityHead(hidden, int(cfg["popularity_head"]))
+                                if self.full_loss else nn.ModuleDict()).to(device)
         sums, lengths = history_sums(corpus_vectors, self.corpus.histories)
         positives = torch.from_numpy(np.bincount(self.corpus.items,
                                                  minlength=len(self.corpus.item_texts)))
         log_q = torch.log(positives.double() / positives.sum()).float()
+        self._register_corpus_positives(positives, device)
         base = self.zero_shot.item_vectors.to(device)
         own_sums, own_lengths = history_sums(base, own.histories)
         for name, tensor in (("corpus_vectors", corpus_vectors), ("corpus_sums", sums),
                              ("corpus_lengths", lengths), ("corpus_log_q", log_q),
                              ("base_item_vectors", base),
                              ("user_means", history_means(own_sums, own_lengths))):
+            self.register_buffer(name, tensor.to(device), persistent=False)
+
+    def _register_corpus_positives(self, positives: Tensor, device: torch.device) -> None:
+        """The full loss's columns, the corpus's counted items (``counted_items``, and each
+        corpus item's column in ``corpus_columns``, -1 when uncounted), and each corpus
+        user's positives in those columns as CSR (``positives_indptr``,
+        ``positives_columns``).  Uncounted items are no columns: a benchmark's cold items,
+        never anyone's positive, would otherwise be taught to score low."""
+        counted = torch.nonzero(positives > 0).squeeze(1)
+        columns = torch.full((len(positives),), -1, dtype=torch.int64)
+        columns[counted] = torch.arange(len(counted))
+        lengths = torch.tensor([len(items) for items in self.corpus.histories])
+        indptr = torch.zeros(len(lengths) + 1, dtype=torch.int64)
+        indptr[1:] = lengths.cumsum(0)
+        flat = torch.tensor([item for items in self.corpus.histories for item in items],
+                            dtype=torch.int64)
+        for name, tensor in (("counted_items", counted), ("corpus_columns", columns),
+                             ("positives_indptr", indptr), ("positives_columns", columns[flat])):
             self.register_buffer(name, tensor.to(device), persistent=False)
 
     # ------------------------------------------------------------------ parameters
@@ -323,14 +363,24 @@ class TunedRecommender(Recommender):
         return total / steps
 
     def _adapter_loss(self, users: Tensor, items: Tensor) -> Tensor:
-        """The in-batch softmax of corpus pairs over adapted vectors, logQ-corrected; each
-        user's history mean leaves out the item it is paired with."""
+        """The softmax of corpus pairs over adapted vectors (``adapter_loss``: full, or
+        in-batch and logQ-corrected); each user's history mean leaves out the item it is
+        paired with."""
         means = leave_one_out_means(self.corpus_sums, self.corpus_lengths, users, items,
                                     self.corpus_vectors)
         adapters = self.vector_adapters
-        return in_batch_softmax(adapters.users(means), adapters.items(self.corpus_vectors[items]),
-                                float(self.config["temperature"]), items,
-                                self.corpus_log_q[items])
+        temperature = float(self.config["temperature"])
+        if not self.full_loss:
+            return in_batch_softmax(adapters.users(means),
+                                    adapters.items(self.corpus_vectors[items]), temperature,
+                                    items, self.corpus_log_q[items])
+        vectors = nn.functional.dropout(self.corpus_vectors[self.counted_items],
+                                        float(self.config["text_dropout"]), training=True)
+        targets = self.corpus_columns[items]
+        excluded = other_positives(self.positives_indptr, self.positives_columns, users,
+                                   targets, len(self.counted_items))
+        return full_softmax(adapters.users(means), adapters.items(vectors),
+                            self.popularity_head(vectors), temperature, targets, excluded)
 
     def _pair_loss(self, users: np.ndarray, items: np.ndarray) -> Tensor:
         """The in-batch softmax of corpus pairs through the prompted encoder; each user's
@@ -392,14 +442,17 @@ class TunedRecommender(Recommender):
         return weight * (vectors @ items.T).to(self.prior.device)
 
     def _adapted_logits(self, users: Tensor) -> Tensor:
-        """``adapter_weight / temperature`` times the adapted dot products ``(B, I)``."""
+        """``adapter_weight`` times the trained logit ``(B, I)``: the adapted dot products
+        over ``temperature``, plus the text bias under the full loss."""
         adapters = self.vector_adapters
         items = adapters.items(self.base_item_vectors)
         if self.config["item_vectors"] == "int8":  # scored as a served int8 copy would be
             items = dequantise(*quantise_item_vectors(items))
         means = self.user_means[users.to(self.user_means.device)]
-        weight = float(self.config["adapter_weight"]) / float(self.config["temperature"])
-        return weight * (adapters.users(means) @ items.T)
+        logits = adapters.users(means) @ items.T / float(self.config["temperature"])
+        if self.full_loss:
+            logits = logits + self.popularity_head(self.base_item_vectors)[None, :]
+        return float(self.config["adapter_weight"]) * logits
 
     def _cached_item_vectors(self) -> Tensor:
         """Item vectors, computed once per state of the item prompt and adapters (the
@@ -472,7 +525,8 @@ TUNED_SPEC = ModelSpec(
     build=_build,
     defaults=DEFAULTS,
     search_space=_search_space,
-    choices={"item_vectors": ITEM_VECTOR_TYPES, "tuning": TUNINGS, "text_prior": TEXT_PRIORS},
+    choices={"item_vectors": ITEM_VECTOR_TYPES, "tuning": TUNINGS, "text_prior": TEXT_PRIORS,
+             "adapter_loss": ADAPTER_LOSSES},
     tasks=("ranking",),
     description="M6-Rec with the encoder frozen: LoRA-shaped residual adapters on its cached "
     "pooled vectors (tuning=adapter), soft prompts on the user and item text, optionally "
