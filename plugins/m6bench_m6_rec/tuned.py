@@ -518,6 +518,8 @@ def _search_space(trial: Any) -> dict[str, Any]:
         "temperature": trial.suggest_float("temperature", 0.02, 0.2, log=True),
         "adapter_rank": trial.suggest_categorical("adapter_rank", [4, 16, 64]),
         "adapter_weight": trial.suggest_float("adapter_weight", 0.1, 1.0, log=True),
+        "text_dropout": trial.suggest_float("text_dropout", 0.2, 0.7),
+        "popularity_head": trial.suggest_categorical("popularity_head", [0, 64, 128]),
     }
 
 
