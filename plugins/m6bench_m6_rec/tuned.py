@@ -33,10 +33,10 @@ The in-batch loss learns the user's taste but leaves popularity to the prior, wh
 estimate from text is weak; the full softmax learns both from the same text, and its
 dropout keeps the adapters and the head from fitting the warm items' exact vectors
 (without it 0.297, and seed 0's validation fell from 0.476 after one epoch to 0.389 after
-eight).  In the same study: Adam at 0.003 beat 0.01
-(0.393 against 0.378 on seeds 0 and 2-4; at 0.01 one seed fell from 0.31 to 0.23 in two
-epochs); a linear bias 0.360; epochs of 100 steps no better (0.360 with dropout 0.5 on
-seeds 0-2, 0.358 with 0.7 on seeds 0-3); the late term no help once the loss is full.
+eight).  In the same study: Adam at 0.003 beat 0.01 (0.393 against 0.378 on seeds 0 and
+2-4; at 0.01 one seed fell from 0.31 to 0.23 in two epochs); a linear bias 0.360; epochs
+of 100 steps no better (0.360 with dropout 0.5 on seeds 0-2, 0.358 with 0.7 on seeds
+0-3); the late term no help once the loss is full.
 
 ``tune_dataset`` (a registered dataset name, e.g. ``"ml-1m"``) tunes on that dataset's
 interactions instead of the benchmark's: the benchmark's training part is then read only as
@@ -265,7 +265,8 @@ class TunedRecommender(Recommender):
 
     # ------------------------------------------------------------------ parameters
     def trained_parameters(self) -> list[nn.Parameter]:
-        """Prompts, LoRA adapters, residual adapters: every tensor the optimiser updates."""
+        """Prompts, LoRA adapters, residual adapters, the text bias head: every tensor the
+        optimiser updates."""
         return [p for p in self.parameters() if p.requires_grad]
 
     def trained_parameter_count(self) -> int:
@@ -531,10 +532,11 @@ TUNED_SPEC = ModelSpec(
     choices={"item_vectors": ITEM_VECTOR_TYPES, "tuning": TUNINGS, "text_prior": TEXT_PRIORS,
              "adapter_loss": ADAPTER_LOSSES},
     tasks=("ranking",),
-    description="M6-Rec with the encoder frozen: LoRA-shaped residual adapters on its cached "
-    "pooled vectors (tuning=adapter), soft prompts on the user and item text, optionally "
-    "with LoRA in the encoder (tuning=prompt), or both, tuned with an in-batch sampled "
-    "softmax; tune_dataset tunes on another dataset (zero-shot transfer).",
+    description="M6-Rec with the encoder frozen: LoRA-shaped residual adapters and a text "
+    "bias on its cached pooled vectors, trained with a full softmax (tuning=adapter), soft "
+    "prompts on the user and item text, optionally with LoRA in the encoder, trained with "
+    "in-batch negatives (tuning=prompt), or both; tune_dataset tunes on another dataset "
+    "(zero-shot transfer).",
     paper="Cui et al., M6-Rec, arXiv 2205.08084; Lester et al., EMNLP 2021; Hu et al., "
           "LoRA, ICLR 2022",
     # the kit fits a dozen times: two steps still run every path (adapters, prior, MaxSim)
