@@ -291,6 +291,30 @@ def test_a_worker_killed_before_its_trial_beat_once_leaves_a_trial_that_is_retri
     assert retry.state == TrialState.WAITING and retry.params == {"x": orphan.params["x"]}
 
 
+def test_a_worker_killed_between_creating_its_trial_and_its_first_beat_is_retried(
+        tmp_path, monkeypatch):
+    """Creating a running trial and recording its first heartbeat are two transactions; a
+    worker killed between them left a running trial without a heartbeat, which Optuna
+    never counts as stale (a resumed sweep waited on it until its test timed out).  A
+    live trial that keeps beating past the grace period stays running."""
+    monkeypatch.setattr(m6bench.sweeps.storage, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(m6bench.sweeps.storage, "STALE_AFTER_BEATS", 1)
+    storage = make_storage(f"sqlite:///{tmp_path / 'window.db'}")
+    study = optuna.create_study(storage=storage, study_name="window")
+    live = study.ask()
+    # the killed worker's half: the trial row, committed, and nothing after it
+    orphan_id = optuna.storages.RDBStorage._create_new_trial(storage, study._study_id)._trial_id
+    assert storage._get_stale_trial_ids(study._study_id) == []  # inside the grace period
+    time.sleep(1.5)  # past the grace period of one heartbeat
+    storage.record_heartbeat(live._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    states = {t._trial_id: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan_id] == TrialState.FAIL
+    assert states[live._trial_id] == TrialState.RUNNING
+    assert sorted(states.values(), key=str) == sorted(
+        [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING], key=str)  # the retry
+
+
 class _InterruptedInAFinaliser(_Fragile):
     """Sends itself SIGINT from inside a finaliser in its second trial: Python raises the
     KeyboardInterrupt there, and a finaliser's exceptions are printed and dropped."""

@@ -4,6 +4,7 @@ and the trial counts the budget is measured in."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import socket
@@ -60,6 +61,32 @@ class _HeartbeatFromTheStart(optuna.storages.RDBStorage):
         if changed and state == TrialState.RUNNING:
             self.record_heartbeat(trial_id)
         return changed
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's stale trials, plus every running trial that never beat and started more
+        than the grace period ago.
+
+        Creating a trial and recording its first heartbeat are two transactions: a worker
+        killed between them (a resumption test's SIGKILL, timed by the trial turning
+        RUNNING, hit this under load) left a running trial with no heartbeat, which Optuna
+        never counts as stale, and the resumed sweep waited on it for good.
+        """
+        stale = super()._get_stale_trial_ids(study_id)
+        cutoff = datetime.datetime.now() - datetime.timedelta(seconds=float(self.grace_period))
+        started_long_ago = [
+            trial._trial_id for trial in self.get_all_trials(
+                study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if trial._trial_id not in stale and trial.datetime_start is not None
+            and trial.datetime_start < cutoff]
+        if not started_long_ago:
+            return stale
+        with self.engine.connect() as connection:
+            beating = {row[0] for row in connection.execute(
+                sqlalchemy.text("SELECT trial_id FROM trial_heartbeats "
+                                "WHERE trial_id IN :ids").bindparams(
+                    sqlalchemy.bindparam("ids", expanding=True)),
+                {"ids": started_long_ago})}
+        return stale + [trial_id for trial_id in started_long_ago if trial_id not in beating]
 
 
 def resumed_sampler_seed(seed: int, trials_in_study: int) -> int:
