@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from m6bench import ConfigError
+from m6bench import ConfigError, csr_row_entries
 
 
 class ResidualAdapter(nn.Module):
@@ -110,22 +110,28 @@ def other_positives(indptr: Tensor, positives: Tensor, users: Tensor, targets: T
     """``(B, columns)`` bool: row ``b`` marks user ``users[b]``'s positive columns except its
     own target ``targets[b]``.  The positives are CSR ``indptr (U + 1,)`` and column indices
     ``positives``."""
-    starts, ends = indptr[users], indptr[users + 1]
-    lengths = ends - starts
-    rows = torch.repeat_interleave(torch.arange(len(users), device=users.device), lengths)
-    offsets = torch.arange(int(lengths.sum()), device=users.device) - \
-        torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    entries, counts = csr_row_entries(indptr, users)
+    rows = torch.arange(len(users), device=users.device)
     mask = torch.zeros(len(users), columns, dtype=torch.bool, device=users.device)
-    mask[rows, positives[torch.repeat_interleave(starts, lengths) + offsets]] = True
-    mask[torch.arange(len(users), device=users.device), targets] = False
+    mask[torch.repeat_interleave(rows, counts), positives[entries]] = True
+    mask[rows, targets] = False
     return mask
+
+
+def history_csr(histories: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """The histories as CSR: row pointers ``(U + 1,)`` and their items in order, int64."""
+    lengths = torch.tensor([len(items) for items in histories], dtype=torch.int64)
+    indptr = torch.zeros(len(histories) + 1, dtype=torch.int64)
+    indptr[1:] = lengths.cumsum(0)
+    flat = torch.tensor([item for items in histories for item in items], dtype=torch.int64)
+    return indptr, flat
 
 
 def history_sums(item_vectors: Tensor, histories: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     """Each user's sum of their history's item vectors ``(U, H)`` and history length
     ``(U,)`` float32; a user without history sums to zero."""
-    lengths = torch.tensor([len(items) for items in histories], dtype=torch.int64)
-    flat = torch.tensor([item for items in histories for item in items], dtype=torch.int64)
+    indptr, flat = history_csr(histories)
+    lengths = indptr.diff()
     owners = torch.repeat_interleave(torch.arange(len(histories)), lengths)
     sums = torch.zeros(len(histories), item_vectors.shape[1], dtype=item_vectors.dtype)
     sums.index_add_(0, owners, item_vectors.cpu()[flat])

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from m6bench import ConfigError, Dataset, LoadContext, TrainSet, load_catalog
+from m6bench_m6_rec.adapter import full_softmax
 from m6bench_m6_rec.zero import histories, item_texts
 
 # The words each prompt starts as: a task description, which Lester et al. found trains
@@ -95,15 +96,13 @@ def in_batch_softmax(user_vectors: Tensor, item_vectors: Tensor, temperature: fl
     estimate ``log p(i | u) - log q(i)`` explicitly rather than through the batch's
     popularity-skewed negatives.
     """
-    logits = user_vectors @ item_vectors.T / float(temperature)
-    if log_q is not None:
-        logits = logits - log_q[None, :]
-    if items is not None:
-        repeats = items[:, None] == items[None, :]
-        repeats.fill_diagonal_(False)
-        logits = logits.masked_fill(repeats, float("-inf"))
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    return nn.functional.cross_entropy(logits, targets)
+    rows = torch.arange(user_vectors.shape[0], device=user_vectors.device)
+    bias = (-log_q if log_q is not None
+            else torch.zeros(item_vectors.shape[0], device=item_vectors.device))
+    repeats = (items[:, None] == items[None, :] if items is not None
+               else torch.zeros(len(rows), len(rows), dtype=torch.bool, device=rows.device))
+    repeats[rows, rows] = False
+    return full_softmax(user_vectors, item_vectors, bias, temperature, rows, repeats)
 
 
 @dataclass(frozen=True)

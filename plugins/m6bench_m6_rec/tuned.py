@@ -58,6 +58,7 @@ from m6bench_m6_rec.adapter import (
     BehaviourAdapters,
     TextPopularityHead,
     full_softmax,
+    history_csr,
     history_means,
     history_sums,
     leave_one_out_means,
@@ -237,6 +238,9 @@ class TunedRecommender(Recommender):
                                                  minlength=len(self.corpus.item_texts)))
         log_q = torch.log(positives.double() / positives.sum()).float()
         self._register_corpus_positives(positives, device)
+        # the full loss's columns, gathered once rather than every step
+        self.register_buffer("counted_vectors", corpus_vectors[self.counted_items],
+                             persistent=False)
         base = self.zero_shot.item_vectors.to(device)
         own_sums, own_lengths = history_sums(base, own.histories)
         for name, tensor in (("corpus_vectors", corpus_vectors), ("corpus_sums", sums),
@@ -254,11 +258,7 @@ class TunedRecommender(Recommender):
         counted = torch.nonzero(positives > 0).squeeze(1)
         columns = torch.full((len(positives),), -1, dtype=torch.int64)
         columns[counted] = torch.arange(len(counted))
-        lengths = torch.tensor([len(items) for items in self.corpus.histories])
-        indptr = torch.zeros(len(lengths) + 1, dtype=torch.int64)
-        indptr[1:] = lengths.cumsum(0)
-        flat = torch.tensor([item for items in self.corpus.histories for item in items],
-                            dtype=torch.int64)
+        indptr, flat = history_csr(self.corpus.histories)
         for name, tensor in (("counted_items", counted), ("corpus_columns", columns),
                              ("positives_indptr", indptr), ("positives_columns", columns[flat])):
             self.register_buffer(name, tensor.to(device), persistent=False)
@@ -376,8 +376,8 @@ class TunedRecommender(Recommender):
             return in_batch_softmax(adapters.users(means),
                                     adapters.items(self.corpus_vectors[items]), temperature,
                                     items, self.corpus_log_q[items])
-        vectors = nn.functional.dropout(self.corpus_vectors[self.counted_items],
-                                        float(self.config["text_dropout"]), training=True)
+        vectors = nn.functional.dropout(self.counted_vectors, float(self.config["text_dropout"]),
+                                        training=True)
         targets = self.corpus_columns[items]
         excluded = other_positives(self.positives_indptr, self.positives_columns, users,
                                    targets, len(self.counted_items))
