@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from types import FrameType
 from typing import Any
 
 import optuna
@@ -50,6 +51,21 @@ class DuplicateConfig(Exception):
     """The trial's config was evaluated already in the study: it is not run again."""
 
 
+# Code an interrupt must not cut short: the study's storage, down to the database driver.
+STORAGE_PACKAGES = frozenset({"sqlalchemy", "sqlite3", "psycopg", "psycopg2"})
+STORAGE_MODULES = ("optuna.storages", "m6bench.sweeps.storage")
+
+
+def _in_storage(frame: FrameType | None) -> bool:
+    """Whether the interrupted code is inside the study's storage (any frame of the stack)."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__") or ""
+        if module.split(".")[0] in STORAGE_PACKAGES or module.startswith(STORAGE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Interruption:
     """Ctrl-C (SIGINT) during a sweep, remembered as well as raised.
 
@@ -62,15 +78,22 @@ class Interruption:
     The handler raises only while the objective runs (:meth:`raising`).  Between trials
     Optuna starts each trial's heartbeat thread; a ``KeyboardInterrupt`` raised inside that
     start left the thread beating for good, and the process hung at exit with its trial
-    running.  There the flag alone stops the sweep, at the next trial's start."""
+    running.  There the flag alone stops the sweep, at the next trial's start.
+
+    Nor does it raise inside the study's storage (:func:`_in_storage`).  Raised in the middle
+    of SQLAlchemy's work it lost the write, and at some points left a SQLite write
+    transaction open on a connection no one closed: Optuna's record of the failed trial then
+    waited on that lock for the storage's 60 s timeout, crashed, and left the trial running
+    (a CI run's resumption test timed out on it).  The objective checks the flag right after
+    its storage calls, so such an interrupt is raised a moment later, outside them."""
 
     def __init__(self) -> None:
         self.requested = False
         self.armed = False
 
-    def _handle(self, signum: int, frame: Any) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
-        if self.armed:
+        if self.armed and not _in_storage(frame):
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
@@ -153,9 +176,12 @@ class Objective:
             if value is None or not math.isfinite(value):
                 return
             trial.report(value, epoch)
-            if trial.should_prune():
+            prune = trial.should_prune()
+            self.interruption.check()  # one that landed in the storage calls above
+            if prune:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={value:.4f})")
 
+        self.interruption.check()  # one that landed in the storage calls above
         try:
             record = execute(plan, on_epoch_end=on_epoch_end,
                              extra={"sweep": self._sweep_info(trial)})
