@@ -335,6 +335,8 @@ class _InterruptedInAFinaliser(_Fragile):
         return {}
 
 
+# the finaliser's swallowed KeyboardInterrupt is the point of the test, not a leak
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_interrupt_lost_in_a_finaliser_still_stops_the_sweep(tmp_path):
     from m6bench.sweeps.sweep import sweep
 

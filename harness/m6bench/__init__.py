@@ -57,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "run": "m6bench.runs.run",
     "load_benchmark": "m6bench.runs.run",
     "seed_everything": "m6bench.runs.run",
+    "bag_sums": "m6bench.tensor",
     "csr_row_entries": "m6bench.tensor",
     "row_gradient": "m6bench.tensor",
     "CompressionSpec": "m6bench.training.compression",

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from m6bench import ConfigError, Recommender, TrainSet, csr_row_entries
+from m6bench import ConfigError, Recommender, TrainSet, bag_sums, csr_row_entries
 from m6bench_pct_cf.features import feature_tensors
 
 # The recipe's declared choices of ``pair_domain`` and ``domain_sampling`` (checked when the
@@ -252,8 +252,8 @@ class PCTCF(Recommender):
         """``sum_{j in I_u} Y_j`` over each user's training items: ``(U,)`` -> ``(U, dim)``
         (one ``embedding_bag`` over the users' rows of the training matrix)."""
         entries, sizes = csr_row_entries(self.history_crow, users)
-        return nn.functional.embedding_bag(self.history_items[entries], self.item_context.weight,
-                                           sizes.cumsum(0) - sizes, mode="sum")
+        return bag_sums(self.item_context.weight, self.history_items[entries],
+                        sizes.cumsum(0) - sizes)
 
     def item_based_users(self, users: torch.Tensor, sums: torch.Tensor | None = None,
                          leave_out: torch.Tensor | None = None) -> torch.Tensor:

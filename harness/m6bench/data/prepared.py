@@ -13,12 +13,8 @@ import torch
 from m6bench.data.dataset import Dataset
 from m6bench.data.specs import BenchmarkSpec
 from m6bench.data.split import Split
-from m6bench.data.trainset import (
-    ComponentSource,
-    TrainSet,
-    quiet_sparse_warnings,
-    sorted_distinct,
-)
+from m6bench.data.trainset import ComponentSource, TrainSet, sorted_distinct
+from m6bench.tensor import quiet_sparse_warnings
 
 
 def csr_matrix(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,17 +24,6 @@ class ComponentSource(Protocol):
     def fusion(self, name: str, **params: Any) -> torch.nn.Module: ...
 
     def head(self, name: str, **params: Any) -> torch.nn.Module: ...
-
-
-@contextlib.contextmanager
-def quiet_sparse_warnings() -> Iterator[None]:
-    """Silence torch's notes that CSR tensors are beta and unchecked: ours are built valid by
-    construction, so the invariant checks are off on purpose (only within this block, so
-    no global warning filter changes on import)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly")
-        yield
 
 
 def sorted_distinct(keys: np.ndarray) -> np.ndarray:
